@@ -1,0 +1,96 @@
+"""aiovideoextend: an asyncio client for NanoGPT's video extend API.
+
+Submit paid extend jobs under the documented rate limits, await them, resume them.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import exceptions
+from ._config import Budget, Limits, PollPolicy, Retries, Timeouts
+from ._job import USE_POLICY_DEFAULT, Job
+from ._limiter import RateLimiter, SlidingWindow
+from ._requests import EXTEND_MODELS, MIDJOURNEY_MODEL, MidjourneyExtend, SourceExtend
+from ._session import DEFAULT_BASE_URL, Session
+from .exceptions import (
+    AmbiguousSubmitError,
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    InsufficientBalanceError,
+    InvalidRequestError,
+    JobCancelledError,
+    JobError,
+    JobFailedError,
+    JobTimeoutError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseDecodeError,
+    ServerError,
+    TransportError,
+    VideoExtendError,
+)
+from .models import (
+    Event,
+    EventKind,
+    JobStatus,
+    RecoveredRun,
+    StatusUpdate,
+    Submission,
+    VideoResult,
+)
+
+try:
+    __version__ = version("aiovideoextend")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "EXTEND_MODELS",
+    "MIDJOURNEY_MODEL",
+    "USE_POLICY_DEFAULT",
+    "APIError",
+    "AmbiguousSubmitError",
+    "AuthenticationError",
+    "BadRequestError",
+    "Budget",
+    "ConflictError",
+    "Event",
+    "EventKind",
+    "InsufficientBalanceError",
+    "InvalidRequestError",
+    "Job",
+    "JobCancelledError",
+    "JobError",
+    "JobFailedError",
+    "JobStatus",
+    "JobTimeoutError",
+    "Limits",
+    "MidjourneyExtend",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "PollPolicy",
+    "RateLimitError",
+    "RateLimiter",
+    "RecoveredRun",
+    "ResponseDecodeError",
+    "Retries",
+    "ServerError",
+    "Session",
+    "SlidingWindow",
+    "SourceExtend",
+    "StatusUpdate",
+    "Submission",
+    "Timeouts",
+    "TransportError",
+    "VideoExtendError",
+    "VideoResult",
+    "__version__",
+    "exceptions",
+]

@@ -1,0 +1,174 @@
+"""Frozen configuration objects: rate limits, poll policy, timeouts."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+
+__all__ = ["Budget", "Limits", "PollPolicy", "Retries", "Timeouts"]
+
+
+def _number(attribute: attrs.Attribute[Any], value: object) -> float:
+    # bool is an int to Python, never a count or a duration to a user.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{attribute.name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{attribute.name} must be finite, got {value!r}")
+    return value
+
+
+def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not _number(attribute, value) > 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+def _positive_or_none(inst: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None:
+        _positive(inst, attribute, value)
+
+
+def _positive_int(_inst: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{attribute.name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{attribute.name} must be >= 1, got {value!r}")
+
+
+def _non_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not _number(attribute, value) >= 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _fraction(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    # A jitter over 1 could make a delay negative.
+    if not 0 <= _number(attribute, value) <= 1:
+        raise ValueError(f"{attribute.name} must be between 0 and 1, got {value!r}")
+
+
+def _check_scale(time_scale: float) -> None:
+    if isinstance(time_scale, bool) or not (
+        isinstance(time_scale, int | float) and math.isfinite(time_scale) and time_scale > 0
+    ):
+        raise ValueError(f"time_scale must be a finite number > 0, got {time_scale!r}")
+
+
+@attrs.frozen
+class Budget:
+    """At most ``count`` requests in any ``period`` seconds."""
+
+    count: int = attrs.field(validator=_positive_int)
+    period: float = attrs.field(validator=_positive)
+
+    def scaled(self, time_scale: float) -> Budget:
+        _check_scale(time_scale)
+        return Budget(self.count, self.period / time_scale)
+
+
+@attrs.frozen
+class Limits:
+    """One budget per endpoint plus the overall budget every request shares.
+
+    The defaults are NanoGPT's documented limits. ``margin`` widens every window by that fraction
+    and ``slack`` by that many seconds: the server's clock and ours never agree exactly.
+    """
+
+    extend: Budget = Budget(20, 60.0)
+    generate: Budget = Budget(50, 60.0)
+    recover: Budget = Budget(20, 60.0)
+    overall: Budget = Budget(25, 1.0)
+    margin: float = attrs.field(default=0.02, validator=_non_negative)
+    slack: float = attrs.field(default=0.005, validator=_non_negative)
+
+    def scaled(self, time_scale: float) -> Limits:
+        """The same limits for a server whose clock runs ``time_scale`` times faster."""
+        _check_scale(time_scale)
+        if time_scale == 1:
+            return self
+        return attrs.evolve(
+            self,
+            extend=self.extend.scaled(time_scale),
+            generate=self.generate.scaled(time_scale),
+            recover=self.recover.scaled(time_scale),
+            overall=self.overall.scaled(time_scale),
+            slack=self.slack / time_scale,
+        )
+
+
+@attrs.frozen
+class PollPolicy:
+    """How the scheduler spaces status polls of one job.
+
+    The first poll comes after ``first`` seconds (or the submit's ``eta`` when the server gives
+    one), later ones back off by ``backoff`` up to ``max_interval``, and a progress or
+    time-remaining hint can bring the next poll closer. Every wait is clamped to
+    [``min_interval``, ``max_interval``] whatever the server says, and ``jitter`` spreads polls of
+    many jobs. ``timeout`` is the default overall deadline per job (None: wait forever).
+    """
+
+    first: float = attrs.field(default=5.0, validator=_positive)
+    min_interval: float = attrs.field(default=1.0, validator=_positive)
+    max_interval: float = attrs.field(default=15.0, validator=_positive)
+    backoff: float = attrs.field(default=1.3, validator=_positive)
+    jitter: float = attrs.field(default=0.1, validator=_fraction)
+    timeout: float | None = attrs.field(default=1800.0, validator=_positive_or_none)
+
+    def __attrs_post_init__(self) -> None:
+        if self.min_interval > self.max_interval:
+            raise ValueError("min_interval must not exceed max_interval")
+
+    def scaled(self, time_scale: float) -> PollPolicy:
+        _check_scale(time_scale)
+        if time_scale == 1:
+            return self
+        return attrs.evolve(
+            self,
+            first=self.first / time_scale,
+            min_interval=self.min_interval / time_scale,
+            max_interval=self.max_interval / time_scale,
+            timeout=None if self.timeout is None else self.timeout / time_scale,
+        )
+
+
+@attrs.frozen
+class Timeouts:
+    """Per-request network timeouts in seconds (None: no limit)."""
+
+    connect: float | None = attrs.field(default=10.0, validator=_positive_or_none)
+    total: float | None = attrs.field(default=60.0, validator=_positive_or_none)
+
+
+@attrs.frozen
+class Retries:
+    """How requests that are safe to repeat (status polls, recover) are retried.
+
+    Retried: 429 (after ``Retry-After`` when given), 408, 5xx, timeouts and connection errors,
+    with exponential backoff from ``base`` doubling up to ``cap`` seconds, ``jitter`` spreading
+    them. A submit is repeated only when it provably created no job (429, connection refused).
+    ``reconcile_skew`` is how far (seconds) the server's clock may lag ours when matching a run
+    created by a submit whose answer was lost.
+    """
+
+    attempts: int = attrs.field(default=6, validator=_positive_int)
+    base: float = attrs.field(default=1.0, validator=_positive)
+    cap: float = attrs.field(default=30.0, validator=_positive)
+    jitter: float = attrs.field(default=0.2, validator=_fraction)
+    reconcile_skew: float = attrs.field(default=5.0, validator=_non_negative)
+
+    def scaled(self, time_scale: float) -> Retries:
+        _check_scale(time_scale)
+        if time_scale == 1:
+            return self
+        return attrs.evolve(self, base=self.base / time_scale, cap=self.cap / time_scale)
+
+    def delay(self, attempt: int, rand: float) -> float:
+        """Backoff before retry number ``attempt`` (1-based); ``rand`` is uniform in [0, 1).
+
+        The result lies in ``[raw * (1 - jitter), raw * (1 + jitter)]`` where ``raw`` is
+        ``base * 2 ** (attempt - 1)`` capped at ``cap``.
+        """
+        # 2.0 ** 1024 raises OverflowError; any exponent past this is over the cap anyway.
+        exponent = min(max(attempt - 1, 0), 1000)
+        raw = min(self.cap, self.base * 2.0**exponent)
+        return raw * (1 + self.jitter * (2 * rand - 1))

@@ -1,0 +1,159 @@
+"""One HTTP attempt through the rate limiter, and the classification of what went wrong.
+
+The session decides about retries; this module only reports facts: the response, or a
+:class:`TransportError` whose ``sent`` says whether the request may have reached the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import ipaddress
+import json
+import time
+from collections.abc import Callable, Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+import attrs
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from ._limiter import RateLimiter, SlidingWindow
+from .exceptions import TransportError
+
+__all__ = ["Response", "Transport", "UnsentError", "is_loopback"]
+
+_LARGE_BODY = 256 * 1024
+
+
+class UnsentError(TransportError):
+    """The connection could not be made: the request provably never reached the server."""
+
+
+@attrs.frozen
+class Response:
+    status: int
+    headers: CIMultiDictProxy[str]
+    raw: bytes
+    reason: str
+
+    def json(self) -> Any:
+        """The decoded body, or None when it is not JSON."""
+        try:
+            return json.loads(self.raw)
+        except (ValueError, UnicodeDecodeError):
+            return None
+
+    @property
+    def request_id(self) -> str | None:
+        return self.headers.get("X-Request-ID")
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@attrs.define
+class Transport:
+    """Sends requests with the API key, through the shared limiter, never following redirects."""
+
+    http: aiohttp.ClientSession
+    limiter: RateLimiter
+    headers: Mapping[str, str] = attrs.field(repr=False)
+    timeout: aiohttp.ClientTimeout
+    on_wait: Callable[[str, float], None] | None = None
+    ssl: bool = True
+    #: server clock minus ours, from the last Date header (seconds; 0 until measured)
+    clock_offset: float = 0.0
+
+    async def send(
+        self,
+        budget: str,
+        method: str,
+        url: URL,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        overall_held: bool = False,
+    ) -> Response:
+        """One attempt. ``overall_held``: the caller already holds a slot of the overall budget."""
+        windows: list[SlidingWindow] = []
+        if budget != "overall":
+            windows.append(self.limiter.budget(budget))
+        if not overall_held:
+            windows.append(self.limiter.overall)
+        taken: list[SlidingWindow] = []
+        try:
+            for window in windows:
+                await window.acquire(self.on_wait)
+                taken.append(window)
+        except BaseException:
+            for window in taken:
+                window.cancel()
+            if overall_held:
+                self.limiter.overall.cancel()
+            raise
+        if overall_held:
+            taken.append(self.limiter.overall)
+        data: bytes | io.BytesIO | None = None
+        headers = self.headers
+        if body is not None:
+            data = json.dumps(body, separators=(",", ":")).encode()
+            headers = {**headers, "Content-Type": "application/json"}
+            if len(data) > _LARGE_BODY:
+                # aiohttp wants big bodies as a stream so as not to block the loop.
+                data = io.BytesIO(data)
+        try:
+            async with self.http.request(
+                method,
+                url,
+                params=params,
+                data=data,
+                headers=headers,
+                allow_redirects=False,
+                timeout=self.timeout,
+                ssl=True if self.ssl else False,  # noqa: SIM210  (aiohttp: True = default checks)
+            ) as resp:
+                raw = await resp.read()
+                response = Response(resp.status, resp.headers, raw, resp.reason or "")
+        except aiohttp.ClientConnectorError as exc:
+            # No connection, so nothing arrived: the slots were never used.
+            for window in taken:
+                window.cancel()
+            raise UnsentError(f"cannot connect to {url.host}: {exc.os_error}") from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self._release(taken)
+            kind = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+            raise TransportError(f"{method} {url.path} failed: {kind}") from None
+        except BaseException:
+            self._release(taken)
+            raise
+        self._release(taken)
+        if budget != "overall":
+            # Only submits and recovers need the server's clock (to date runs): keep polls lean.
+            self._note_date(response.headers.get("Date"))
+        return response
+
+    @staticmethod
+    def _release(windows: list[SlidingWindow]) -> None:
+        end = asyncio.get_running_loop().time()
+        for window in windows:
+            window.release(end)
+
+    def _note_date(self, value: str | None) -> None:
+        if value is None:
+            return
+        try:
+            server = parsedate_to_datetime(value).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return
+        self.clock_offset = server - time.time()

@@ -1,0 +1,260 @@
+"""Extend requests of both flows, validated before anything is sent.
+
+A request object that exists is valid: the constructors raise :class:`InvalidRequestError` for
+anything the API documents as a rejection, so nothing is sent and nothing is charged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import mimetypes
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Final
+
+import attrs
+
+from ._mp4 import mp4_duration
+from .exceptions import InvalidRequestError
+
+__all__ = [
+    "EXTEND_MODELS",
+    "MAX_DATA_URL_BYTES",
+    "MAX_SOURCE_SECONDS",
+    "MIDJOURNEY_MODEL",
+    "OPTION_FIELDS",
+    "MidjourneyExtend",
+    "SourceExtend",
+]
+
+MIDJOURNEY_MODEL: Final = "midjourney-video"
+#: Source-video extend models named in NanoGPT's docs (the docs call the list examples).
+EXTEND_MODELS: Final = frozenset(
+    {
+        "wan-wavespeed-22-spicy-extend",
+        "wan-wavespeed-25-extend",
+        "veo3-1-extend",
+        "veo3-1-fast-extend",
+        "bytedance-seedance-v1.5-pro-extend",
+    }
+)
+# Models documented to take the alternate ``video`` field; the other known ones reject it.
+_VIDEO_FIELD_MODELS: Final = frozenset({"wan-wavespeed-25-extend"})
+MAX_DATA_URL_BYTES: Final = 4 * 1024 * 1024
+MAX_SOURCE_SECONDS: Final = 120.0
+
+#: Documented optional fields of ``POST generate-video``: Python name -> (wire name, types).
+OPTION_FIELDS: Final[Mapping[str, tuple[str, tuple[type, ...]]]] = {
+    "duration": ("duration", (str, int)),
+    "resolution": ("resolution", (str,)),
+    "seed": ("seed", (int,)),
+    "negative_prompt": ("negative_prompt", (str,)),
+    "aspect_ratio": ("aspect_ratio", (str,)),
+    "conversation_uuid": ("conversationUUID", (str,)),
+    "generate_audio": ("generateAudio", (bool,)),
+    "mode": ("mode", (str,)),
+}
+_SOURCE_FIELDS: Final = {
+    "video_url": "videoUrl",
+    "video_file": "videoDataUrl",
+    "video_data_url": "videoDataUrl",
+    "video_attachment_id": "videoAttachmentId",
+    "video": "video",
+}
+_DATA_URL = re.compile(r"\Adata:(?P<mime>[\w.+-]+/[\w.+-]+)(?P<params>(?:;[\w.+-]+=[\w.+-]+)*);base64,")
+_VIDEO_MIME = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime"}
+
+
+def _nonempty_str(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequestError(f"{name} must be a non-empty string, got {value!r:.80}")
+    return value
+
+
+def _http_url(value: object) -> str:
+    url = _nonempty_str("video_url", value)
+    if not re.match(r"\Ahttps?://[^/\s]+", url, re.IGNORECASE):
+        raise InvalidRequestError(f"video_url must be an http(s) URL, got {url!r:.80}")
+    return url
+
+
+def _check_data_url(value: object) -> str:
+    data_url = _nonempty_str("video_data_url", value)
+    match = _DATA_URL.match(data_url)
+    if match is None:
+        raise InvalidRequestError("video_data_url must look like 'data:video/mp4;base64,...'")
+    if not match["mime"].lower().startswith("video/"):
+        raise InvalidRequestError(f"video_data_url must carry a video MIME type, not {match['mime']}")
+    encoded = data_url[match.end() :]
+    # 4 bytes of base64 carry 3 of data: reject a too-large source without decoding it.
+    if len(encoded) // 4 * 3 - encoded.count("=") > MAX_DATA_URL_BYTES:
+        raise InvalidRequestError("video_data_url is over the 4 MB limit")
+    try:
+        base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequestError("video_data_url is not valid base64") from None
+    return data_url
+
+
+def _load_file(value: object) -> str:
+    """Read a local video into a data URL, checking size and duration first."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise InvalidRequestError(f"video_file must be a path, got {type(value).__name__}")
+    path = Path(value)
+    try:
+        with path.open("rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            if size > MAX_DATA_URL_BYTES:
+                raise InvalidRequestError(f"video_file {path.name} is over the 4 MB limit")
+            if size == 0:
+                raise InvalidRequestError(f"video_file {path.name} is empty")
+            suffix = path.suffix.lower()
+            mime = _VIDEO_MIME.get(suffix) or mimetypes.guess_type(path.name)[0] or ""
+            if not mime.startswith("video/"):
+                raise InvalidRequestError(f"video_file {path.name} is not a video file")
+            if suffix in _VIDEO_MIME:
+                seconds = mp4_duration(f)
+                if seconds is not None and seconds > MAX_SOURCE_SECONDS:
+                    raise InvalidRequestError(
+                        f"video_file {path.name} is {seconds:.1f} s long; the limit is 120 s"
+                    )
+            f.seek(0)
+            data = f.read()
+    except OSError as exc:
+        raise InvalidRequestError(f"cannot read video_file {path.name}: {exc.strerror}") from None
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _check_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    wire: dict[str, Any] = {}
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name not in OPTION_FIELDS:
+            known = ", ".join(sorted(OPTION_FIELDS))
+            raise InvalidRequestError(f"unknown option {name!r}; known options: {known}")
+        wire_name, types = OPTION_FIELDS[name]
+        # bool is an int in Python but not in JSON Schema's eyes.
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            expected = " or ".join(t.__name__ for t in types)
+            raise InvalidRequestError(f"option {name} must be {expected}, got {value!r:.80}")
+        wire[wire_name] = value
+    return wire
+
+
+def _key(payload: Mapping[str, Any], route: str) -> str:
+    blob = json.dumps([route, payload], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+@attrs.frozen
+class MidjourneyExtend:
+    """Extend one of the four videos of a completed ``midjourney-video`` run."""
+
+    run_id: str
+    index: int = 0
+
+    route: ClassVar[str] = "extend"
+    model: ClassVar[str] = MIDJOURNEY_MODEL
+
+    def __attrs_post_init__(self) -> None:
+        _nonempty_str("run_id", self.run_id)
+        if isinstance(self.index, bool) or not isinstance(self.index, int):
+            raise InvalidRequestError(f"index must be an int 0-3, got {self.index!r:.40}")
+        if not 0 <= self.index <= 3:
+            raise InvalidRequestError(f"index must be 0-3, got {self.index}")
+
+    def payload(self) -> dict[str, Any]:
+        # runId is what the docs prefer, taskId what the vendor's OpenAPI requires: send both.
+        return {"runId": self.run_id, "taskId": self.run_id, "index": self.index}
+
+    @property
+    def key(self) -> str:
+        """A stable hash of the request's content (for journals and deduplication)."""
+        return _key(self.payload(), self.route)
+
+
+@attrs.frozen
+class SourceExtend:
+    """Extend a source video with an extend model through ``POST generate-video``.
+
+    Exactly one source: ``video_url``, ``video_file`` (a local path, sent as ``videoDataUrl``),
+    ``video_data_url``, ``video_attachment_id`` or ``video`` (only for models that take it).
+    ``options`` holds the documented optional fields by their Python names (see
+    :data:`OPTION_FIELDS`).
+    """
+
+    model: str
+    prompt: str
+    video_url: str | None = None
+    video_file: str | os.PathLike[str] | None = None
+    video_data_url: str | None = None
+    video_attachment_id: str | None = None
+    video: str | None = None
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+
+    route: ClassVar[str] = "generate"
+
+    def __attrs_post_init__(self) -> None:
+        model = _nonempty_str("model", self.model)
+        if model == MIDJOURNEY_MODEL:
+            raise InvalidRequestError("midjourney-video is extended with extend_midjourney()")
+        _nonempty_str("prompt", self.prompt)
+        given = [name for name in _SOURCE_FIELDS if getattr(self, name) is not None]
+        if len(given) != 1:
+            names = ", ".join(_SOURCE_FIELDS)
+            detail = "none" if not given else ", ".join(given)
+            raise InvalidRequestError(f"give exactly one source video ({names}); got {detail}")
+        (source,) = given
+        if source == "video" and model in EXTEND_MODELS and model not in _VIDEO_FIELD_MODELS:
+            raise InvalidRequestError(
+                f"{model} does not take the 'video' field; use video_url, video_file, "
+                "video_data_url or video_attachment_id"
+            )
+        value = getattr(self, source)
+        if source == "video_url":
+            _http_url(value)
+        elif source == "video_data_url":
+            _check_data_url(value)
+        elif source in ("video_attachment_id", "video"):
+            _nonempty_str(source, value)
+        elif not isinstance(value, (str, os.PathLike)):
+            raise InvalidRequestError(f"video_file must be a path, got {type(value).__name__}")
+        _check_options(self.options)
+
+    @property
+    def source(self) -> str:
+        return next(name for name in _SOURCE_FIELDS if getattr(self, name) is not None)
+
+    def payload(self) -> dict[str, Any]:
+        """The JSON body. Reads ``video_file`` (blocking I/O: call it off the event loop)."""
+        source = self.source
+        value = getattr(self, source)
+        value = _load_file(value) if source == "video_file" else value
+        body: dict[str, Any] = {"model": self.model, "prompt": self.prompt}
+        body[_SOURCE_FIELDS[source]] = value
+        body.update(_check_options(self.options))
+        return body
+
+    @property
+    def key(self) -> str:
+        """A stable hash of the request's content (a file counts by its path and size)."""
+        described: dict[str, Any] = attrs.asdict(self, recurse=False)
+        described["options"] = dict(self.options)
+        if self.video_file is not None:
+            path = Path(self.video_file)
+            described["video_file"] = str(path.resolve())
+            try:
+                described["video_file_size"] = path.stat().st_size
+            except OSError:
+                described["video_file_size"] = None
+        return _key(described, self.route)
+
+
+ExtendRequest = MidjourneyExtend | SourceExtend

@@ -1,0 +1,547 @@
+"""Session: lifecycle, request plumbing with retries, safe submits, error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import logging
+import os
+import random
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, TypeVar
+
+import aiohttp
+from yarl import URL
+
+from ._config import Limits, PollPolicy, Retries, Timeouts
+from ._converter import parse_error, parse_recover, parse_status, parse_submission
+from ._http import Response, Transport, UnsentError, is_loopback
+from ._job import Job
+from ._limiter import RateLimiter, shared_limiter
+from ._poll import PollScheduler
+from ._requests import MidjourneyExtend, SourceExtend
+from .exceptions import (
+    AmbiguousSubmitError,
+    APIError,
+    InvalidRequestError,
+    RateLimitError,
+    ResponseDecodeError,
+    ServerError,
+    TransportError,
+    VideoExtendError,
+)
+from .models import Event, EventKind, JobStatus, RecoveredRun, StatusUpdate, Submission, VideoResult
+
+__all__ = ["DEFAULT_BASE_URL", "Session"]
+
+log = logging.getLogger("aiovideoextend")
+
+DEFAULT_BASE_URL: Final = "https://nano-gpt.com/api"
+_ROUTES: Final = {
+    "generate": "generate-video",
+    "extend": "generate-video/extend",
+    "status": "video/status",
+    "recover": "generate-video/recover",
+}
+_T = TypeVar("_T")
+EventHook = Callable[[Event], None]
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPENED = "opened"
+    CLOSED = "closed"
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version  # noqa: PLC0415
+
+        return version("aiovideoextend")
+    except Exception:  # pragma: no cover - not installed
+        return "0"
+
+
+class Session:
+    """A connection to NanoGPT's video API, shared safely by any number of tasks.
+
+    ``async with Session() as session:`` (or call :meth:`aclose`). The key comes from
+    ``api_key`` or ``NANOGPT_API_KEY``; the base URL from ``base_url``, ``NANOGPT_BASE_URL``
+    or :data:`DEFAULT_BASE_URL`. Every request passes the rate limiter shared by all sessions of
+    this process talking to the same server, unless ``limiter`` is given. ``time_scale``
+    divides every client-side period (limit windows, poll intervals, backoff, default deadline)
+    for servers whose clock runs faster, like the bundled emulator.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        limits: Limits | None = None,
+        poll: PollPolicy | None = None,
+        timeout: Timeouts | None = None,
+        retries: Retries | None = None,
+        http_session: aiohttp.ClientSession | None = None,
+        time_scale: float = 1.0,
+        limiter: RateLimiter | None = None,
+        on_event: EventHook | None = None,
+        verify_ssl: bool = True,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get("NANOGPT_API_KEY")
+        if not key or not key.strip():
+            raise InvalidRequestError("no API key: pass api_key= or set NANOGPT_API_KEY")
+        if isinstance(time_scale, bool) or not time_scale > 0:
+            raise InvalidRequestError(f"time_scale must be > 0, got {time_scale!r}")
+        base = base_url or os.environ.get("NANOGPT_BASE_URL") or DEFAULT_BASE_URL
+        url = URL(base.rstrip("/") + "/")
+        if url.scheme not in ("http", "https") or not url.host:
+            raise InvalidRequestError(f"base_url must be an http(s) URL, got {base!r}")
+        if url.scheme == "http" and not is_loopback(url.host):
+            raise InvalidRequestError(
+                "refusing to send the API key over plain http to a non-loopback host; use https"
+            )
+        if not verify_ssl:
+            warnings.warn(
+                "TLS certificate verification is off: the API key can be intercepted",
+                stacklevel=2,
+            )
+        self._key: Final = key.strip()
+        self.base_url: Final = str(url).rstrip("/")
+        self.time_scale: Final = float(time_scale)
+        self.limits: Final = (limits or Limits()).scaled(self.time_scale)
+        self._poll: Final = (poll or PollPolicy()).scaled(self.time_scale)
+        self._retries: Final = (retries or Retries()).scaled(self.time_scale)
+        self._timeouts: Final = timeout or Timeouts()
+        self._urls: Final = {name: url / path for name, path in _ROUTES.items()}
+        self._origin: Final = url.origin()
+        self._own_http = http_session is None
+        self._http = http_session
+        self._given_limiter = limiter
+        self._verify_ssl = verify_ssl
+        self._hooks: list[EventHook] = [on_event] if on_event is not None else []
+        self._state = _State.UNOPENED
+        self._transport: Transport | None = None
+        self._scheduler = PollScheduler(self)
+        self._jobs: weakref.WeakValueDictionary[str, Job] = weakref.WeakValueDictionary()
+        self._claimed: set[str] = set()
+        self._sending: collections.Counter[str] = collections.Counter()
+        self._send_done: asyncio.Condition | None = None
+        self._rng = random.Random()
+
+    def __repr__(self) -> str:
+        return f"<Session {self.base_url} {self._state.value}>"
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Session:
+        if self._state is not _State.UNOPENED:
+            raise RuntimeError(
+                "a Session can be entered once; it cannot be reopened after close"
+                if self._state is _State.CLOSED
+                else "the Session is already open"
+            )
+        self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _open(self) -> None:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=100),
+                headers={"User-Agent": f"aiovideoextend/{_version()}"},
+            )
+        self._limiter = self._given_limiter or shared_limiter(self.base_url, self.limits)
+        self._transport = Transport(
+            http=self._http,
+            limiter=self._limiter,
+            headers={"x-api-key": self._key, "Accept": "application/json"},
+            timeout=aiohttp.ClientTimeout(
+                total=self._timeouts.total, sock_connect=self._timeouts.connect
+            ),
+            on_wait=self._on_wait,
+            ssl=self._verify_ssl,
+        )
+        self._send_done = asyncio.Condition()
+        self._state = _State.OPENED
+
+    def _ready(self) -> Transport:
+        if self._state is _State.UNOPENED:
+            self._open()
+        elif self._state is _State.CLOSED:
+            raise RuntimeError("the Session is closed")
+        assert self._transport is not None  # noqa: S101  (set by _open)
+        return self._transport
+
+    async def aclose(self) -> None:
+        """Stop polling, release waiters and close the connection pool. Idempotent."""
+        if self._state is _State.CLOSED:
+            return
+        was_open = self._state is _State.OPENED
+        self._state = _State.CLOSED
+        if was_open:
+            await self._scheduler.aclose()
+            for job in list(self._jobs.values()):
+                job._interrupt()
+            if self._own_http and self._http is not None:
+                await self._http.close()
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        if getattr(self, "_state", None) is _State.OPENED and self._own_http:
+            _warn(f"unclosed {self!r}: use 'async with' or aclose()", ResourceWarning, source=self)
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """The aiohttp session (for downloads); it never carries the API key by default."""
+        self._ready()
+        assert self._http is not None  # noqa: S101
+        return self._http
+
+    # --- events ---------------------------------------------------------------------------
+
+    def add_event_hook(self, hook: EventHook) -> None:
+        """Call ``hook(event)`` for every :class:`Event` (progress displays, metrics)."""
+        self._hooks.append(hook)
+
+    def remove_event_hook(self, hook: EventHook) -> None:
+        self._hooks.remove(hook)
+
+    def _emit(self, event: Event) -> None:
+        for hook in self._hooks:
+            try:
+                hook(event)
+            except Exception:
+                log.exception("event hook %r failed", hook)
+
+    def _on_wait(self, budget: str, delay: float) -> None:
+        if self._hooks:
+            self._emit(Event(EventKind.WAITING_FOR_RATE_LIMIT, budget=budget, delay=delay))
+
+    def _status_changed(self, job: Job) -> None:
+        if self._hooks:
+            self._emit(Event(EventKind.STATUS_CHANGED, run_id=job.run_id, status=job.status))
+
+    # --- jobs -----------------------------------------------------------------------------
+
+    async def extend_midjourney(self, run_id: str, index: int = 0) -> Job:
+        """Extend video ``index`` (0-3) of a completed ``midjourney-video`` run."""
+        return await self.submit(MidjourneyExtend(run_id, index))
+
+    async def extend(
+        self,
+        model: str,
+        prompt: str,
+        *,
+        video_url: str | None = None,
+        video_file: str | os.PathLike[str] | None = None,
+        video_data_url: str | None = None,
+        video_attachment_id: str | None = None,
+        video: str | None = None,
+        **options: Any,
+    ) -> Job:
+        """Extend a source video with an extend model (exactly one source).
+
+        ``options`` are the documented optional fields: duration, resolution, seed,
+        negative_prompt, aspect_ratio, conversation_uuid, generate_audio, mode.
+        """
+        return await self.submit(
+            SourceExtend(
+                model,
+                prompt,
+                video_url=video_url,
+                video_file=video_file,
+                video_data_url=video_data_url,
+                video_attachment_id=video_attachment_id,
+                video=video,
+                options=options,
+            )
+        )
+
+    def job(self, run_id: str, model: str | None = None) -> Job:
+        """Attach to an existing run (from another process, a journal, a crash)."""
+        if not isinstance(run_id, str) or not run_id.strip():
+            raise InvalidRequestError(f"run_id must be a non-empty string, got {run_id!r:.40}")
+        self._ready()
+        job = self._jobs.get(run_id)
+        if job is None:
+            job = self._jobs[run_id] = Job(self, run_id, model)
+            self._claimed.add(run_id)
+        return job
+
+    async def submit(self, request: MidjourneyExtend | SourceExtend) -> Job:
+        """Send a validated request; return its :class:`Job`.
+
+        A submit is repeated only when it provably created no job (429, connection refused).
+        When the outcome is unknown (timeout or reset after sending, 5xx, an unreadable 2xx),
+        the run is looked up through ``generate-video/recover``: the one new run of that model
+        is adopted, none means the submit is sent again, several raise
+        :class:`AmbiguousSubmitError`. Money is at stake: never a blind retry.
+        """
+        transport = self._ready()
+        if isinstance(request, SourceExtend) and request.video_file is not None:
+            payload = await asyncio.to_thread(request.payload)
+        else:
+            payload = request.payload()
+        route, model = request.route, request.model
+        retries = self._retries
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.time()
+            self._sending[model] += 1
+            response: Response | None = None
+            try:
+                response = await transport.send(route, "POST", self._urls[route], body=payload)
+            except UnsentError as exc:
+                if attempt >= retries.attempts:
+                    raise
+                await self._backoff(attempt, str(exc))
+                continue
+            except TransportError as exc:
+                cause = str(exc)
+            finally:
+                self._sending[model] -= 1
+                await self._notify_sent()
+            if response is not None:
+                status = response.status
+                if 200 <= status < 300:
+                    try:
+                        return self._adopt(parse_submission(response.json(), model))
+                    except ResponseDecodeError as exc:
+                        cause = str(exc)
+                else:
+                    error = self._api_error(response)
+                    if isinstance(error, RateLimitError):
+                        self._rate_limited(route, error)
+                        if attempt >= retries.attempts:
+                            raise error
+                        continue
+                    if not isinstance(error, ServerError):
+                        raise error
+                    cause = str(error)
+            log.warning("submit of %s: outcome unknown (%s); reconciling", model, cause)
+            source = request.run_id if isinstance(request, MidjourneyExtend) else None
+            run = await self._reconcile(model, started, cause, exclude=source)
+            if run is not None:
+                return self._adopt(Submission(run.run_id, model, run.status or JobStatus.PENDING))
+            if attempt >= retries.attempts:
+                raise TransportError(f"submit of {model} failed {attempt} times: {cause}")
+            log.warning("submit of %s created no run; sending it again", model)
+
+    def _adopt(self, submission: Submission) -> Job:
+        run_id = submission.run_id
+        self._claimed.add(run_id)
+        job = self._jobs.get(run_id)
+        if job is None:
+            job = self._jobs[run_id] = Job(self, run_id, submission.model, submission)
+        log.info("submitted %s (%s)", run_id, submission.model)
+        if self._hooks:
+            self._emit(Event(EventKind.SUBMITTED, run_id=run_id, status=submission.status))
+        return job
+
+    async def _notify_sent(self) -> None:
+        cond = self._send_done
+        if cond is not None:
+            async with cond:
+                cond.notify_all()
+
+    async def _reconcile(
+        self, model: str, started: float, cause: str, *, exclude: str | None = None
+    ) -> RecoveredRun | None:
+        """Find the run a submit with an unknown outcome created, if any."""
+        cond = self._send_done
+        if cond is not None and self._sending[model]:
+            # Our other submits of this model are still out: once back, their runs are
+            # claimed and cannot be mistaken for this one.
+            try:
+                async with asyncio.timeout(self._timeouts.total), cond:
+                    await cond.wait_for(lambda: not self._sending[model])
+            except TimeoutError:
+                pass
+        runs = await self.recover(model=model, limit=50)
+        transport = self._ready()
+        since = started + transport.clock_offset - self._retries.reconcile_skew
+        candidates = [
+            run
+            for run in runs
+            if run.model in (None, model)
+            and run.run_id not in self._claimed
+            and run.run_id != exclude  # the Midjourney run being extended is no candidate
+            and _created_after(run.created_at, since)
+        ]
+        ids = [run.run_id for run in candidates]
+        self._emit(
+            Event(EventKind.RECONCILED, run_id=ids[0] if len(ids) == 1 else None, detail=cause)
+        )
+        if len(candidates) > 1:
+            raise AmbiguousSubmitError(
+                f"submit of {model} failed ({cause}) and {len(ids)} new runs of that model "
+                f"exist: {', '.join(ids)}; none was adopted and nothing was resubmitted",
+                model=model,
+                candidates=ids,
+                cause=cause,
+            )
+        return candidates[0] if candidates else None
+
+    # --- status and recover ---------------------------------------------------------------
+
+    async def status(self, run_id: str) -> StatusUpdate:
+        """Poll a run's status once (retrying transient errors)."""
+        if not isinstance(run_id, str) or not run_id.strip():
+            raise InvalidRequestError(f"run_id must be a non-empty string, got {run_id!r:.40}")
+        update, _known = await self._fetch_status(run_id)
+        return update
+
+    async def _fetch_status(
+        self, run_id: str, *, overall_held: bool = False, attempts: int | None = None
+    ) -> tuple[StatusUpdate, bool]:
+        return await self._call(
+            "overall",
+            "GET",
+            self._urls["status"],
+            params={"requestId": run_id},
+            parse=lambda body: parse_status(body, run_id),
+            overall_held=overall_held,
+            attempts=attempts,
+        )
+
+    async def recover(self, *, model: str | None = None, limit: int = 10) -> list[RecoveredRun]:
+        """Recent runs of this account, newest first (``limit`` 1-50)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 50:
+            raise InvalidRequestError(f"limit must be an int 1-50, got {limit!r:.20}")
+        params = {"limit": str(limit)}
+        if model is not None:
+            params["model"] = model
+        return await self._call(
+            "recover", "GET", self._urls["recover"], params=params, parse=parse_recover
+        )
+
+    async def _call(
+        self,
+        budget: str,
+        method: str,
+        url: URL,
+        *,
+        params: Mapping[str, str],
+        parse: Callable[[Any], _T],
+        overall_held: bool = False,
+        attempts: int | None = None,
+    ) -> _T:
+        """An idempotent request: retried on 429, 408, 5xx, transport and decode errors."""
+        transport = self._ready()
+        attempts = attempts or self._retries.attempts
+        error: VideoExtendError
+        for attempt in range(1, attempts + 1):
+            try:
+                response = await transport.send(
+                    budget, method, url, params=params, overall_held=overall_held
+                )
+            except TransportError as exc:
+                error = exc
+            else:
+                if response.status < 300:
+                    body = response.json()
+                    if body is None:
+                        error = ResponseDecodeError(
+                            f"{url.path}: the body is not JSON", status_code=response.status
+                        )
+                    else:
+                        try:
+                            return parse(body)
+                        except ResponseDecodeError as exc:
+                            error = exc
+                else:
+                    api_error = self._api_error(response)
+                    if isinstance(api_error, RateLimitError):
+                        self._rate_limited(budget, api_error)
+                    elif not isinstance(api_error, ServerError):
+                        raise api_error
+                    error = api_error
+            overall_held = False
+            if attempt == attempts:
+                break
+            await self._backoff(attempt, str(error), error)
+        raise error
+
+    async def _backoff(self, attempt: int, why: str, error: object = None) -> None:
+        if isinstance(error, RateLimitError):
+            # The budget is paused already: the next attempt waits in the limiter's line.
+            return
+        delay = self._retries.delay(attempt, self._rng.random())
+        self._emit(Event(EventKind.RETRYING, delay=delay, detail=why))
+        log.debug("retrying in %.3fs after: %s", delay, why)
+        await asyncio.sleep(delay)
+
+    def _rate_limited(self, budget: str, error: RateLimitError) -> None:
+        """A 429 pauses the whole budget it belongs to, not just one request."""
+        window = self._limiter.budget(budget)
+        pause = error.retry_after if error.retry_after is not None else window.window
+        window.pause(pause)
+        log.warning("rate limited on %s; pausing that budget %.3fs", budget, pause)
+        self._emit(Event(EventKind.RATE_LIMITED, budget=budget, delay=pause, detail=str(error)))
+
+    def _api_error(self, response: Response) -> APIError:
+        body = response.json()
+        if body is None:
+            body = response.raw[:300].decode("utf-8", "replace")
+        error = parse_error(
+            response.status,
+            body,
+            reason=response.reason,
+            request_id=response.request_id,
+            retry_after=response.headers.get("Retry-After"),
+        )
+        if self._key in error.message:
+            # A server that echoes the key must not make us leak it into logs.
+            error.message = error.message.replace(self._key, "[redacted]")
+            error.args = (error.message,)
+        error.body = None if self._key in repr(error.body) else error.body
+        return error
+
+    # --- results --------------------------------------------------------------------------
+
+    def _absolute(self, video_url: str) -> str:
+        """Relative video URLs (seen in the wild) are taken against the API's origin."""
+        if video_url.startswith("/"):
+            return str(self._origin.join(URL(video_url)))
+        return video_url
+
+    async def download(
+        self, result: VideoResult, dest: str | os.PathLike[str], *, overwrite: bool = False
+    ) -> Path:
+        """Stream a finished job's video to ``dest`` (file, or directory for ``<run_id>.mp4``)."""
+        from ._download import download_video  # noqa: PLC0415  (batch feature, loaded lazily)
+
+        return await download_video(
+            self.http, result.video_url, Path(dest), run_id=result.run_id, overwrite=overwrite
+        )
+
+    def _random(self) -> float:
+        return self._rng.random()
+
+
+def _created_after(created_at: str | None, since: float) -> bool:
+    """Whether a run was created at or after ``since`` (an undatable run counts: it may be ours)."""
+    if not created_at:
+        return True
+    try:
+        stamp = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    if stamp.tzinfo is None:
+        return True
+    return stamp.timestamp() >= since

@@ -1,0 +1,212 @@
+"""The errors aiovideoextend raises.
+
+Every error the library raises on purpose derives from :class:`VideoExtendError`::
+
+    VideoExtendError
+    ├── InvalidRequestError (also ValueError)    bad arguments; nothing was sent
+    ├── APIError                                 the server answered with an error status
+    │   ├── BadRequestError                      400
+    │   ├── AuthenticationError                  401
+    │   ├── InsufficientBalanceError             402 (required_balance)
+    │   ├── PermissionDeniedError                403
+    │   ├── NotFoundError                        404
+    │   ├── ConflictError                        409
+    │   ├── PayloadTooLargeError                 413
+    │   ├── RateLimitError                       429 (retry_after)
+    │   └── ServerError                          5xx, 408
+    ├── TransportError                           connection failed, reset or timed out
+    ├── ResponseDecodeError                      the body is not what the API documents
+    ├── AmbiguousSubmitError                     a submit may have created a job; see candidates
+    └── JobError                                 a job ended badly (carries run_id)
+        ├── JobFailedError                       FAILED (error, user_friendly_error, is_nsfw)
+        ├── JobCancelledError                    CANCELLED
+        └── JobTimeoutError (also TimeoutError)  no terminal state before the deadline
+
+Messages never contain the API key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "APIError",
+    "AmbiguousSubmitError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConflictError",
+    "InsufficientBalanceError",
+    "InvalidRequestError",
+    "JobCancelledError",
+    "JobError",
+    "JobFailedError",
+    "JobTimeoutError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseDecodeError",
+    "ServerError",
+    "TransportError",
+    "VideoExtendError",
+]
+
+
+def _restore(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
+class VideoExtendError(Exception):
+    """Base class of every error raised by aiovideoextend."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default re-calls ``cls(*args)``, which fails on our required keyword arguments:
+        # without this, pickle (multiprocessing, concurrent.futures) and copy.copy break.
+        return _restore, (type(self), self.args, self.__dict__)
+
+
+class InvalidRequestError(VideoExtendError, ValueError):
+    """The arguments can never make a valid request; nothing was sent or charged."""
+
+
+class APIError(VideoExtendError):
+    """The server answered with an error status.
+
+    ``message`` comes from whichever of the three documented error envelopes the server used.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        error_type: str | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        body: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.error_type = error_type
+        self.code = code
+        self.request_id = request_id
+        self.body = body
+
+    def __str__(self) -> str:
+        parts = [f"{self.status_code}: {self.message}"]
+        if self.code:
+            parts.append(f"code={self.code}")
+        if self.request_id:
+            parts.append(f"request_id={self.request_id}")
+        return " ".join(parts)
+
+
+class BadRequestError(APIError):
+    """400: validation error or safety filter."""
+
+
+class AuthenticationError(APIError):
+    """401: missing, invalid, revoked or expired API key."""
+
+
+class InsufficientBalanceError(APIError):
+    """402: the balance does not cover the precharge."""
+
+    def __init__(self, message: str, *, required_balance: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.required_balance = required_balance
+
+
+class PermissionDeniedError(APIError):
+    """403: the job belongs to another user, or the key's origin is not allowed."""
+
+
+class NotFoundError(APIError):
+    """404: no such job."""
+
+
+class ConflictError(APIError):
+    """409: conflict."""
+
+
+class PayloadTooLargeError(APIError):
+    """413: the request body (usually a ``videoDataUrl``) is too large."""
+
+
+class RateLimitError(APIError):
+    """429: rate limited; ``retry_after`` is the server's hint in seconds, if it gave one."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class ServerError(APIError):
+    """5xx (or 408): the server failed; the request may be retried when it is idempotent."""
+
+
+class TransportError(VideoExtendError):
+    """The connection failed, was reset, or timed out before a full response arrived."""
+
+
+class ResponseDecodeError(VideoExtendError):
+    """The server's answer is not JSON or lacks what the API documents."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class AmbiguousSubmitError(VideoExtendError):
+    """A submit's outcome is unknown and reconciliation found no single matching run.
+
+    ``candidates`` lists the run ids that might be the job; none was adopted and nothing was
+    resubmitted, so no double charge can happen. ``cause`` is the failure that made it unknown.
+    """
+
+    def __init__(
+        self, message: str, *, model: str, candidates: Sequence[str] = (), cause: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.model = model
+        self.candidates = tuple(candidates)
+        self.cause = cause
+
+
+class JobError(VideoExtendError):
+    """A job did not produce a video."""
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+class JobFailedError(JobError):
+    """The job ended FAILED."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str,
+        error: str | None = None,
+        user_friendly_error: str | None = None,
+        is_nsfw: bool = False,
+    ) -> None:
+        super().__init__(message, run_id=run_id)
+        self.error = error
+        self.user_friendly_error = user_friendly_error
+        self.is_nsfw = is_nsfw
+
+
+class JobCancelledError(JobError):
+    """The job ended CANCELLED."""
+
+
+class JobTimeoutError(JobError, TimeoutError):
+    """The job was still running when the deadline passed; it may still finish server-side."""
