@@ -78,7 +78,7 @@ class Limits:
     generate: Budget = Budget(50, 60.0)
     recover: Budget = Budget(20, 60.0)
     overall: Budget = Budget(25, 1.0)
-    margin: float = attrs.field(default=0.02, validator=_non_negative)
+    margin: float = attrs.field(default=0.005, validator=_non_negative)
     slack: float = attrs.field(default=0.005, validator=_non_negative)
 
     def scaled(self, time_scale: float) -> Limits:

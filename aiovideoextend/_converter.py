@@ -10,8 +10,11 @@ never a ``KeyError`` or a cattrs traceback.
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import logging
 import math
+import time
 from collections.abc import Mapping
 from typing import Any, Final, TypeVar
 
@@ -70,12 +73,14 @@ _STATUS: Final[Mapping[str, JobStatus]] = {
     "CANCELLED": _S.CANCELLED,
 }
 _unknown_logged: set[str] = set()
+# A server that sends a fresh spelling every poll must not grow the set without end.
+_MAX_LOGGED: Final = 256
 
 
 def status_from_wire(raw: str) -> JobStatus | None:
     """The normalised status, or None for a spelling we do not know (the job keeps running)."""
     status = _STATUS.get(raw.strip().upper().replace("-", "_").replace(" ", "_"))
-    if status is None and raw not in _unknown_logged:
+    if status is None and raw not in _unknown_logged and len(_unknown_logged) < _MAX_LOGGED:
         # Logged once per spelling: with thousands of jobs one line is enough.
         _unknown_logged.add(raw)
         log.warning("unknown job status %r: treating the job as still running", raw[:80])
@@ -105,7 +110,10 @@ def _text(value: Any) -> str | None:
                 return str(value[key])
     if value is None or isinstance(value, bool):
         return None
-    return str(value)
+    try:
+        return str(value)
+    except ValueError:  # an int past sys.get_int_max_str_digits()
+        return None
 
 
 def _get(obj: Any, *path: str) -> Any:
@@ -114,6 +122,15 @@ def _get(obj: Any, *path: str) -> Any:
             return None
         obj = obj.get(key)
     return obj
+
+
+def _first(key: str, *sources: Mapping[str, Any]) -> Any:
+    """The first non-null ``key`` of ``sources``: an explicit null must not hide the other one."""
+    for source in sources:
+        value = source.get(key)
+        if value is not None:
+            return value
+    return None
 
 
 _URL_PATHS: Final = (
@@ -139,8 +156,11 @@ def parse_status(body: Any, run_id: str) -> tuple[StatusUpdate, bool]:
     data = body.get("data")
     if not isinstance(data, Mapping):
         data = {}
-    raw = data.get("status", body.get("status"))
-    if not isinstance(raw, str) or not raw.strip():
+    raw = next(
+        (s for s in (data.get("status"), body.get("status")) if isinstance(s, str) and s.strip()),
+        None,
+    )
+    if raw is None:
         raise ResponseDecodeError(f"status body for {run_id} has no status")
     status = status_from_wire(raw)
     url: str | None = None
@@ -149,24 +169,24 @@ def parse_status(body: Any, run_id: str) -> tuple[StatusUpdate, bool]:
         if isinstance(candidate, str) and candidate:
             url = candidate
             break
-    nsfw = data.get("isNSFWError", body.get("isNSFWError"))
+    nsfw = _first("isNSFWError", data, body)
     error = _text(data.get("error")) or _text(body.get("error"))
     friendly = _text(data.get("userFriendlyError")) or _text(body.get("userFriendlyError"))
-    model = body.get("model", data.get("model"))
+    model = _first("model", body, data)
     update = StatusUpdate(
         run_id=run_id,
         status=status or _S.PROCESSING,
         raw_status=raw,
-        progress=_number(data.get("progress", body.get("progress"))),
-        eta=_number(data.get("estimatedTimeRemaining", body.get("estimatedTimeRemaining"))),
+        progress=_number(_first("progress", data, body)),
+        eta=_number(_first("estimatedTimeRemaining", data, body)),
         video_url=url,
-        cost=_number(data.get("cost", body.get("cost"))),
+        cost=_number(_first("cost", data, body)),
         error=error,
         user_friendly_error=friendly,
         is_nsfw=nsfw is True,
         model=model if isinstance(model, str) else None,
-        created_at=_text(body.get("createdAt", data.get("createdAt"))),
-        completed_at=_text(body.get("completedAt", data.get("completedAt"))),
+        created_at=_text(_first("createdAt", body, data)),
+        completed_at=_text(_first("completedAt", body, data)),
     )
     return update, status is not None
 
@@ -278,10 +298,25 @@ _ERRORS: Final[Mapping[int, type[APIError]]] = {
 }
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """``Retry-After`` in seconds (delta-seconds form; an HTTP date is ignored)."""
-    seconds = _number(value)
-    return None if seconds is None or seconds < 0 else seconds
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """``Retry-After`` in seconds: delta-seconds, or an HTTP date counted from ``now``.
+
+    ``now`` is a Unix time (default: the wall clock). Anything unreadable gives None.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # "-0000": an HTTP date is always UTC
+            when = when.replace(tzinfo=dt.UTC)
+        seconds = max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def parse_error(

@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+import attrs
+
 from .exceptions import JobCancelledError, JobFailedError, JobTimeoutError, VideoExtendError
 from .models import JobStatus, StatusUpdate, Submission, VideoResult
 
@@ -26,7 +28,8 @@ class _Default(enum.Enum):
     USE_POLICY_DEFAULT = "USE_POLICY_DEFAULT"
 
 
-#: ``result(timeout=USE_POLICY_DEFAULT)`` waits until the poll policy's deadline; None waits forever.
+#: ``result(timeout=USE_POLICY_DEFAULT)`` waits until the poll policy's deadline;
+#: None waits forever.
 USE_POLICY_DEFAULT: Final = _Default.USE_POLICY_DEFAULT
 
 
@@ -304,6 +307,4 @@ class Job:
 
 
 def _replace_status(update: StatusUpdate, status: JobStatus) -> StatusUpdate:
-    import attrs  # noqa: PLC0415  (rare path)
-
     return attrs.evolve(update, status=status)

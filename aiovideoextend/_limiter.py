@@ -47,7 +47,9 @@ class SlidingWindow:
         "window",
     )
 
-    def __init__(self, name: str, budget: Budget, *, margin: float = 0.0, slack: float = 0.0):
+    def __init__(
+        self, name: str, budget: Budget, *, margin: float = 0.0, slack: float = 0.0
+    ) -> None:
         self.name: Final = name
         self.count: Final = budget.count
         # Our clock and the server's disagree a little: count each request a bit longer.
@@ -71,8 +73,10 @@ class SlidingWindow:
         # Same expression as the wake-up time below: floats must not disagree with themselves.
         while ends and ends[0] + window <= now:
             ends.popleft()
-        at = now if self._in_flight + len(ends) < self.count else (
-            ends[0] + window if ends else float("inf")
+        at = (
+            now
+            if self._in_flight + len(ends) < self.count
+            else (ends[0] + window if ends else float("inf"))
         )
         return max(at, self._paused_until)
 
@@ -154,7 +158,9 @@ class RateLimiter:
     def __attrs_post_init__(self) -> None:
         limits = self.limits
         self.budgets = {
-            name: SlidingWindow(name, getattr(limits, name), margin=limits.margin, slack=limits.slack)
+            name: SlidingWindow(
+                name, getattr(limits, name), margin=limits.margin, slack=limits.slack
+            )
             for name in ("extend", "generate", "recover", "overall")
         }
 

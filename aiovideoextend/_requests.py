@@ -9,10 +9,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import io
 import json
 import mimetypes
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Final
@@ -66,7 +68,11 @@ _SOURCE_FIELDS: Final = {
     "video_attachment_id": "videoAttachmentId",
     "video": "video",
 }
-_DATA_URL = re.compile(r"\Adata:(?P<mime>[\w.+-]+/[\w.+-]+)(?P<params>(?:;[\w.+-]+=[\w.+-]+)*);base64,")
+_DATA_URL = re.compile(
+    r"\Adata:(?P<mime>[\w.+-]+/[\w.+-]+)(?P<params>(?:;[\w.+-]+=[\w.+-]+)*);base64,"
+)
+# Whitespace and control characters: a URL carrying them is a paste error, not a video.
+_BAD_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 _VIDEO_MIME = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime"}
 
 
@@ -76,36 +82,62 @@ def _nonempty_str(name: str, value: object) -> str:
     return value
 
 
-def _http_url(value: object) -> str:
-    url = _nonempty_str("video_url", value)
-    if not re.match(r"\Ahttps?://[^/\s]+", url, re.IGNORECASE):
-        raise InvalidRequestError(f"video_url must be an http(s) URL, got {url!r:.80}")
+def _http_url(value: object, name: str = "video_url") -> str:
+    url = _nonempty_str(name, value)
+    bad = InvalidRequestError(f"{name} must be an http(s) URL, got {url!r:.80}")
+    if _BAD_URL_CHARS.search(url):
+        raise bad
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        raise bad from None
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        raise bad
     return url
 
 
-def _check_data_url(value: object) -> str:
-    data_url = _nonempty_str("video_data_url", value)
+def _check_duration(seconds: float | None, what: str) -> None:
+    if seconds is not None and seconds > MAX_SOURCE_SECONDS:
+        raise InvalidRequestError(
+            f"{what} is {seconds:.1f} s long; the limit is {MAX_SOURCE_SECONDS:g} s"
+        )
+
+
+def _check_data_url(value: object, name: str = "video_data_url") -> str:
+    data_url = _nonempty_str(name, value)
     match = _DATA_URL.match(data_url)
     if match is None:
-        raise InvalidRequestError("video_data_url must look like 'data:video/mp4;base64,...'")
+        raise InvalidRequestError(f"{name} must look like 'data:video/mp4;base64,...'")
     if not match["mime"].lower().startswith("video/"):
-        raise InvalidRequestError(f"video_data_url must carry a video MIME type, not {match['mime']}")
+        raise InvalidRequestError(f"{name} must carry a video MIME type, not {match['mime']}")
     encoded = data_url[match.end() :]
     # 4 bytes of base64 carry 3 of data: reject a too-large source without decoding it.
     if len(encoded) // 4 * 3 - encoded.count("=") > MAX_DATA_URL_BYTES:
-        raise InvalidRequestError("video_data_url is over the 4 MB limit")
+        raise InvalidRequestError(f"{name} is over the 4 MB limit")
     try:
-        base64.b64decode(encoded, validate=True)
+        data = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidRequestError("video_data_url is not valid base64") from None
+        raise InvalidRequestError(f"{name} is not valid base64") from None
+    if not data:
+        raise InvalidRequestError(f"{name} holds no video")
+    # The 120 s limit holds for inline videos too; non-MP4 data reads as "unknown" (None).
+    _check_duration(mp4_duration(io.BytesIO(data)), name)
     return data_url
+
+
+def _check_path(value: object) -> str | os.PathLike[str]:
+    if not isinstance(value, (str, os.PathLike)):
+        raise InvalidRequestError(f"video_file must be a path, got {type(value).__name__}")
+    text = os.fspath(value)
+    if not isinstance(text, str) or not text or "\x00" in text:
+        raise InvalidRequestError(f"video_file must be a non-empty path, got {value!r:.80}")
+    return value
 
 
 def _load_file(value: object) -> str:
     """Read a local video into a data URL, checking size and duration first."""
-    if not isinstance(value, (str, os.PathLike)):
-        raise InvalidRequestError(f"video_file must be a path, got {type(value).__name__}")
-    path = Path(value)
+    path = Path(_check_path(value))
     try:
         with path.open("rb") as f:
             f.seek(0, 2)
@@ -119,15 +151,12 @@ def _load_file(value: object) -> str:
             if not mime.startswith("video/"):
                 raise InvalidRequestError(f"video_file {path.name} is not a video file")
             if suffix in _VIDEO_MIME:
-                seconds = mp4_duration(f)
-                if seconds is not None and seconds > MAX_SOURCE_SECONDS:
-                    raise InvalidRequestError(
-                        f"video_file {path.name} is {seconds:.1f} s long; the limit is 120 s"
-                    )
+                _check_duration(mp4_duration(f), f"video_file {path.name}")
             f.seek(0)
             data = f.read()
     except OSError as exc:
-        raise InvalidRequestError(f"cannot read video_file {path.name}: {exc.strerror}") from None
+        reason = exc.strerror or type(exc).__name__
+        raise InvalidRequestError(f"cannot read video_file {path.name}: {reason}") from None
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
@@ -146,6 +175,13 @@ def _check_options(options: Mapping[str, Any]) -> dict[str, Any]:
             raise InvalidRequestError(f"option {name} must be {expected}, got {value!r:.80}")
         wire[wire_name] = value
     return wire
+
+
+def _copy_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    # A copy: the caller's dict changing later must not change a validated, frozen request.
+    if not isinstance(options, Mapping):
+        raise InvalidRequestError(f"options must be a mapping, got {type(options).__name__}")
+    return dict(options)
 
 
 def _key(payload: Mapping[str, Any], route: str) -> str:
@@ -197,7 +233,8 @@ class SourceExtend:
     video_data_url: str | None = None
     video_attachment_id: str | None = None
     video: str | None = None
-    options: Mapping[str, Any] = attrs.field(factory=dict)
+    # Not part of the hash (a dict is unhashable) but still of ==, which keeps them consistent.
+    options: Mapping[str, Any] = attrs.field(factory=dict, converter=_copy_options, hash=False)
 
     route: ClassVar[str] = "generate"
 
@@ -222,10 +259,16 @@ class SourceExtend:
             _http_url(value)
         elif source == "video_data_url":
             _check_data_url(value)
-        elif source in ("video_attachment_id", "video"):
+        elif source == "video":
+            # The alternate field takes a URL or a data URL, under the same rules.
+            if isinstance(value, str) and value.startswith("data:"):
+                _check_data_url(value, "video")
+            else:
+                _http_url(value, "video")
+        elif source == "video_attachment_id":
             _nonempty_str(source, value)
-        elif not isinstance(value, (str, os.PathLike)):
-            raise InvalidRequestError(f"video_file must be a path, got {type(value).__name__}")
+        else:
+            _check_path(value)
         _check_options(self.options)
 
     @property

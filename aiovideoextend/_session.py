@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Self, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -141,7 +141,7 @@ class Session:
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Session:
+    async def __aenter__(self) -> Self:
         if self._state is not _State.UNOPENED:
             raise RuntimeError(
                 "a Session can be entered once; it cannot be reopened after close"
@@ -539,7 +539,7 @@ def _created_after(created_at: str | None, since: float) -> bool:
     if not created_at:
         return True
     try:
-        stamp = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
+        stamp = datetime.fromisoformat(created_at)
     except ValueError:
         return True
     if stamp.tzinfo is None:

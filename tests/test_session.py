@@ -147,7 +147,9 @@ def test_key_never_goes_over_plain_http_to_a_remote_host(url):
         ave.Session("k", base_url=url)
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:1/api", "http://localhost/api", "http://[::1]/api"])
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:1/api", "http://localhost/api", "http://[::1]/api"]
+)
 def test_plain_http_to_loopback_is_allowed(url):
     """Loopback hosts (the emulator) may use plain http."""
     assert ave.Session("k", base_url=url).base_url == url
@@ -213,8 +215,8 @@ async def test_dropping_an_open_session_warns(emu: Emulator):
     leaked = ave.Session(emu.api_key, base_url=emu.base_url)
     await leaked.status(emu.midjourney_run_ids(emu.api_key)[0])
     leaked_http = leaked.http
+    del leaked
     with pytest.warns(ResourceWarning, match="unclosed"):
-        del leaked
         gc.collect()
     await leaked_http.close()
     assert http.closed
@@ -258,9 +260,9 @@ async def test_error_shapes_map_to_typed_errors(make_emulator, shape):
 
 async def test_payload_too_large_is_typed(emu: Emulator, session: ave.Session):
     """A 413 from the server is a PayloadTooLargeError (the client's own check is 4 MiB)."""
-    from aiovideoextend._requests import MAX_DATA_URL_BYTES
-
     import base64
+
+    from aiovideoextend._requests import MAX_DATA_URL_BYTES
 
     data = base64.b64encode(b"\0" * (MAX_DATA_URL_BYTES - 10)).decode()
     job = await session.extend("veo3-1-extend", "p", video_data_url=f"data:video/mp4;base64,{data}")

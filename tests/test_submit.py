@@ -77,7 +77,10 @@ async def test_429_pauses_the_budget_and_retries(make_emulator, retry_after):
     """A 429 (with or without Retry-After) pauses that budget, then the submit goes through."""
     emu = await make_emulator(retry_after=retry_after)
     async with ave.Session(
-        emu.api_key, base_url=emu.base_url, time_scale=SCALE, limiter=ave.RateLimiter(ave.Limits().scaled(SCALE))
+        emu.api_key,
+        base_url=emu.base_url,
+        time_scale=SCALE,
+        limiter=ave.RateLimiter(ave.Limits().scaled(SCALE)),
     ) as session:
         events: list[ave.Event] = []
         session.add_event_hook(events.append)
