@@ -100,19 +100,25 @@ class Limits:
 class PollPolicy:
     """How the scheduler spaces status polls of one job.
 
-    The first poll comes after ``first`` seconds (or the submit's ``eta`` when the server gives
-    one), later ones back off by ``backoff`` up to ``max_interval``, and a progress or
-    time-remaining hint can bring the next poll closer. Every wait is clamped to
-    [``min_interval``, ``max_interval``] whatever the server says, and ``jitter`` spreads polls of
-    many jobs. ``timeout`` is the default overall deadline per job (None: wait forever).
+    With a hint from the server (the submit's ``eta``, a status's time remaining, or a progress
+    rate) the next poll goes where the job should be done, never further than ``max_interval``.
+    Without one, the session learns how long jobs of each model take: it skips polling while a
+    job is younger than the shortest duration it has seen for that model (less a margin for the
+    few samples), then polls every ``interval`` seconds, the spacing of NanoGPT's documented
+    loop. Before any job of a model finished (or with ``learn=False``) polls start after
+    ``first`` seconds and back off by ``backoff`` up to ``max_interval``. Every wait is clamped
+    to [``min_interval``, ``max_interval``] whatever the server says, and ``jitter`` spreads
+    polls of many jobs. ``timeout`` is the default overall deadline per job (None: wait forever).
     """
 
     first: float = attrs.field(default=5.0, validator=_positive)
     min_interval: float = attrs.field(default=1.0, validator=_positive)
-    max_interval: float = attrs.field(default=15.0, validator=_positive)
+    max_interval: float = attrs.field(default=60.0, validator=_positive)
     backoff: float = attrs.field(default=1.3, validator=_positive)
     jitter: float = attrs.field(default=0.1, validator=_fraction)
     timeout: float | None = attrs.field(default=1800.0, validator=_positive_or_none)
+    interval: float = attrs.field(default=5.0, validator=_positive)
+    learn: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
 
     def __attrs_post_init__(self) -> None:
         if self.min_interval > self.max_interval:
@@ -127,6 +133,7 @@ class PollPolicy:
             first=self.first / time_scale,
             min_interval=self.min_interval / time_scale,
             max_interval=self.max_interval / time_scale,
+            interval=self.interval / time_scale,
             timeout=None if self.timeout is None else self.timeout / time_scale,
         )
 

@@ -170,8 +170,8 @@ def parse_status(body: Any, run_id: str) -> tuple[StatusUpdate, bool]:
             url = candidate
             break
     nsfw = _first("isNSFWError", data, body)
-    error = _text(data.get("error")) or _text(body.get("error"))
-    friendly = _text(data.get("userFriendlyError")) or _text(body.get("userFriendlyError"))
+    error = _text(data.get("error")) or _text(body.get("error")) or None
+    friendly = _text(data.get("userFriendlyError")) or _text(body.get("userFriendlyError")) or None
     model = _first("model", body, data)
     update = StatusUpdate(
         run_id=run_id,

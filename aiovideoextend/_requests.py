@@ -289,7 +289,8 @@ class SourceExtend:
     def key(self) -> str:
         """A stable hash of the request's content (a file counts by its path and size)."""
         described: dict[str, Any] = attrs.asdict(self, recurse=False)
-        described["options"] = dict(self.options)
+        # An option set to None is not sent, so it is not content either.
+        described["options"] = {k: v for k, v in self.options.items() if v is not None}
         if self.video_file is not None:
             path = Path(self.video_file)
             described["video_file"] = str(path.resolve())
