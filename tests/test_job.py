@@ -236,3 +236,12 @@ async def test_many_jobs_in_flight_all_complete(make_emulator):
         results = await asyncio.gather(*jobs)
     assert len({r.run_id for r in results}) == 300
     assert sum(emu.stats.rate_limited.values()) == 0
+
+
+async def test_completed_without_a_url_is_a_failure(emu: Emulator, session: ave.Session):
+    """A COMPLETED answer without a video URL raises JobFailedError saying so."""
+    emu.faults.add(Fault("status", "no_video_url", rate=1.0))
+    job = await submit(session)
+    with pytest.raises(ave.JobFailedError, match="without a video URL") as info:
+        await job
+    assert info.value.run_id == job.run_id

@@ -101,6 +101,15 @@ def _missing_fields(route: str, body: Any) -> None:
         body.pop("data", None)
 
 
+def _drop_video_url(body: Any) -> None:
+    """A completed job whose answer lacks the video: the client must call that a failure."""
+    if isinstance(body, dict):
+        body.pop("videoUrl", None)
+        data = body.get("data")
+        if isinstance(data, dict):
+            data.pop("output", None)
+
+
 def _unknown_status(body: Any) -> None:
     if isinstance(body, dict):
         data = body.get("data")
@@ -204,9 +213,11 @@ class Routes:
         if kind == "malformed_json":
             body = reply.raw if reply.raw is not None else dumps(reply.body)
             return _to_response(attrs.evolve(reply, raw=body[: max(1, len(body) // 2)]))
-        if kind in ("missing_fields", "unknown_status") and reply.status < 300:
+        if kind in ("missing_fields", "unknown_status", "no_video_url") and reply.status < 300:
             if kind == "missing_fields":
                 _missing_fields(name, reply.body)
+            elif kind == "no_video_url":
+                _drop_video_url(reply.body)
             else:
                 _unknown_status(reply.body)
             return _to_response(reply)

@@ -15,6 +15,7 @@ FaultKind = Literal[
     "bad_gateway_html",
     "malformed_json",
     "missing_fields",
+    "no_video_url",
     "rate_limit",
     "reset",
     "server_error",
@@ -27,6 +28,7 @@ FAULT_KINDS: Final = frozenset(
         "bad_gateway_html",
         "malformed_json",
         "missing_fields",
+        "no_video_url",
         "rate_limit",
         "reset",
         "server_error",
@@ -44,6 +46,7 @@ STATUS_ROUTES: Final = frozenset({"legacy_status", "status"})
 _KIND_ROUTES: Final[dict[str, frozenset[str]]] = {
     "ambiguous": SUBMIT_ROUTES,
     "unknown_status": STATUS_ROUTES,
+    "no_video_url": STATUS_ROUTES,
 }
 
 

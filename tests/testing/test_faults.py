@@ -241,3 +241,15 @@ async def test_invalid_faults(route, kind):
     """Unknown routes and kinds, and kinds on routes they cannot apply to, are refused."""
     with pytest.raises(ValueError):
         Fault(route, kind)
+
+
+async def test_no_video_url_fault_strips_the_url_of_a_completed_job(make_api):
+    """The no_video_url fault answers a completed job's status without its video URL."""
+    api = await make_api(envelope="nested")
+    run_id = api.emu.midjourney_run_ids(KEY)[0]
+    api.emu.faults.add(Fault("status", "no_video_url", count=1))
+    stripped = await api.status(run_id)
+    assert stripped.body["data"]["status"] == "COMPLETED"
+    assert "output" not in stripped.body["data"]
+    normal = await api.status(run_id)
+    assert normal.body["data"]["output"]["video"]["url"]
