@@ -41,3 +41,10 @@ def docs(session: nox.Session) -> None:
     """Build the Sphinx docs with warnings as errors."""
     session.install("-e", ".[docs]")
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """The batch demo on the embedded emulator: no key, no network."""
+    session.install("-e", ".[cli]")
+    session.run("aiovideoextend", "demo", *session.posargs)

@@ -17,6 +17,9 @@ Every error the library raises on purpose derives from :class:`VideoExtendError`
     ├── TransportError                           connection failed, reset or timed out
     ├── ResponseDecodeError                      the body is not what the API documents
     ├── AmbiguousSubmitError                     a submit may have created a job; see candidates
+    ├── DownloadError                            a video could not be downloaded
+    ├── JournalError                             a batch journal is corrupt, newer, or in use
+    ├── ManifestError                            a batch manifest cannot be read at all
     └── JobError                                 a job ended badly (carries run_id)
         ├── JobFailedError                       FAILED (error, user_friendly_error, is_nsfw)
         ├── JobCancelledError                    CANCELLED
@@ -38,12 +41,15 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConflictError",
+    "DownloadError",
     "InsufficientBalanceError",
     "InvalidRequestError",
     "JobCancelledError",
     "JobError",
     "JobFailedError",
     "JobTimeoutError",
+    "JournalError",
+    "ManifestError",
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
@@ -212,3 +218,20 @@ class JobCancelledError(JobError):
 
 class JobTimeoutError(JobError, TimeoutError):
     """The job was still running when the deadline passed; it may still finish server-side."""
+
+
+class DownloadError(VideoExtendError):
+    """A video could not be downloaded (bad URL, HTTP error, size limit, disk error)."""
+
+    def __init__(self, message: str, *, url: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+
+
+class JournalError(VideoExtendError):
+    """The journal cannot be used: corrupt, written by a newer version, or in use elsewhere."""
+
+
+class ManifestError(VideoExtendError):
+    """The manifest as a whole cannot be read (missing, unreadable, no CSV header)."""

@@ -1,0 +1,459 @@
+"""The ``aiovideoextend`` command: batch runs, single jobs, the demo and the emulator.
+
+Exit codes: 0 everything completed, 1 something failed or did not run, 2 a usage, manifest or
+journal error (or invalid manifest lines), 130 interrupted. The API key is read from the
+environment only, so it never shows up in ``ps``, in the resume command or in any output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shlex
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from ._journal import Journal
+from ._manifest import ManifestLine, parse_manifest, request_from_fields
+from ._progress import Display, Tally, make_display
+from ._results import ResultsFile
+from .exceptions import InvalidRequestError, JobError, JournalError, ManifestError, VideoExtendError
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine, Sequence
+
+    from ._session import Session
+
+__all__ = ["main"]
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
+DEMO_KEY: Final = "sk-nano-demo-0000"
+
+
+class _Interrupt:
+    """Set by the SIGINT/SIGTERM handler, so a batch can tell Ctrl-C from other cancellation."""
+
+    requested = False
+
+
+_interrupt = _Interrupt()
+
+
+class UsageError(Exception):
+    """A problem with how the command was called: exit 2 with the message."""
+
+
+def _session(args: argparse.Namespace) -> Session:
+    from ._session import Session  # noqa: PLC0415
+
+    key = os.environ.get(args.api_key_env, "").strip()
+    if not key:
+        raise UsageError(f"no API key: set the {args.api_key_env} environment variable")
+    try:
+        return Session(key, base_url=args.base_url, time_scale=args.time_scale)
+    except InvalidRequestError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _resume_command(argv: Sequence[str]) -> str:
+    prog = Path(sys.argv[0]).name
+    command = (
+        ["aiovideoextend"] if prog == "aiovideoextend" else [sys.executable, "-m", "aiovideoextend"]
+    )
+    return shlex.join([*command, *argv])
+
+
+async def _run_batch(
+    session: Session,
+    lines: list[ManifestLine],
+    *,
+    display: Display,
+    journal: Journal,
+    results: ResultsFile | None,
+    args: argparse.Namespace,
+) -> tuple[int, bool]:
+    """Run a batch under a display; returns (exit code, interrupted)."""
+    from .batch import run_batch  # noqa: PLC0415
+
+    for line in lines:
+        if line.error is not None:
+            display.message(f"manifest line {line.line}: {line.error}", line=line.line)
+    session.add_event_hook(display.event)
+    display.start()
+    interrupted = False
+    try:
+        async for outcome in run_batch(
+            session,
+            lines,
+            journal=journal,
+            max_in_flight=args.max_in_flight,
+            max_cost=args.max_cost,
+            min_balance=args.min_balance,
+            on_update=display.update,
+            download=args.download,
+        ):
+            if results is not None:
+                results.write(outcome)
+            display.outcome(outcome)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is None or not _interrupt.requested:
+            raise
+        task.uncancel()
+        interrupted = True
+    finally:
+        display.stop()
+    display.summary()
+    statuses = {o.status for o in display.tally.outcomes}
+    if interrupted:
+        return EXIT_INTERRUPTED, True
+    if "invalid" in statuses:
+        return EXIT_USAGE, False
+    if statuses <= {"completed"} and len(display.tally.outcomes) == len(lines):
+        return EXIT_OK, False
+    return EXIT_FAILED, False
+
+
+def _default_beside(manifest: Path, suffix: str) -> Path:
+    return manifest.with_name(manifest.name + suffix)
+
+
+async def cmd_batch(args: argparse.Namespace) -> int:
+    manifest = Path(args.manifest)
+    try:
+        lines = parse_manifest(manifest)
+    except ManifestError as exc:
+        raise UsageError(str(exc)) from None
+    session = _session(args)
+    journal_path = Path(args.journal or _default_beside(manifest, ".journal"))
+    results_path = Path(args.results or _default_beside(manifest, ".results.jsonl"))
+    try:
+        journal = Journal(journal_path)
+    except JournalError as exc:
+        raise UsageError(str(exc)) from None
+    display = make_display(Tally(total=len(lines)), json_output=args.json)
+    with journal, ResultsFile(results_path) as results:
+        async with session:
+            code, interrupted = await _run_batch(
+                session, lines, display=display, journal=journal, results=results, args=args
+            )
+    if interrupted:
+        command = _resume_command(args.argv)
+        display.message(
+            f"interrupted; the journal is consistent. Resume with:\n  {command}", resume=command
+        )
+    else:
+        display.message(f"results: {results_path}", results=str(results_path))
+    return code
+
+
+def _demo_lines(midjourney: list[str], count: int) -> list[ManifestLine]:
+    from ._requests import EXTEND_MODELS  # noqa: PLC0415
+
+    models = sorted(EXTEND_MODELS)
+    pairs = [(run_id, index) for run_id in midjourney for index in range(4)]
+    fields: list[dict[str, Any]] = []
+    for number in range(count - 1):
+        if number % 4 != 3 and pairs:
+            run_id, index = pairs.pop(0)
+            fields.append({"run_id": run_id, "index": index})
+        else:
+            model = models[number % len(models)]
+            source = "video" if model == "wan-wavespeed-25-extend" else "video_url"
+            url = f"https://example.com/source-{number}.mp4"
+            fields.append({"model": model, "prompt": f"scene {number}", source: url, "duration": 5})
+    fields.insert(count // 2, {"run_id": midjourney[0] if midjourney else "x", "index": 7})
+    lines = []
+    for number, field in enumerate(fields, start=1):
+        try:
+            lines.append(ManifestLine(number, request=request_from_fields(field)))
+        except InvalidRequestError as exc:
+            lines.append(ManifestLine(number, error=str(exc)))
+    return lines
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from ._session import Session  # noqa: PLC0415
+    from .testing import Emulator  # noqa: PLC0415
+
+    async with Emulator(
+        users={DEMO_KEY: 1000.0}, time_scale=args.time_scale, seed=args.seed, midjourney_runs=6
+    ) as emu:
+        lines = _demo_lines(emu.midjourney_run_ids(DEMO_KEY), args.count)
+        tally = Tally(total=len(lines))
+        display = make_display(tally, json_output=args.json, title="Demo")
+        display.message(
+            f"aiovideoextend demo: {len(lines)} extends against the bundled emulator at "
+            f"{emu.base_url} ({args.time_scale:g}x time; no key, no network)"
+        )
+        with tempfile.TemporaryDirectory() as tmp, Journal(Path(tmp) / "demo.journal") as journal:
+            async with Session(DEMO_KEY, base_url=emu.base_url, time_scale=args.time_scale) as s:
+                code, interrupted = await _run_batch(
+                    s, lines, display=display, journal=journal, results=None, args=args
+                )
+        display.message(
+            f"emulator ledger: {len(emu.ledger)} paid submits, "
+            f"{emu.duplicate_charges()} duplicate charges"
+        )
+    if interrupted:
+        display.message("demo interrupted")
+    # The demo's invalid line is there on purpose, to show how one is reported.
+    return EXIT_INTERRUPTED if interrupted else EXIT_OK if code in (0, 2) else code
+
+
+def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    print(json.dumps(data) if args.json else text, flush=True)
+
+
+async def _wait_and_report(
+    session: Session, args: argparse.Namespace, run_id: str, model: str | None
+) -> int:
+    job = session.job(run_id, model)
+    try:
+        result = await job.result(timeout=args.timeout)
+    except JobError as exc:
+        _print(args, {"run_id": run_id, "status": job.status.value, "error": str(exc)}, str(exc))
+        return EXIT_FAILED
+    data: dict[str, Any] = {"run_id": run_id, "status": "completed", "video_url": result.video_url}
+    data["cost"] = result.cost
+    text = f"{run_id} completed: {result.video_url}"
+    if getattr(args, "download", None):
+        path = await session.download(result, args.download)
+        data["path"] = str(path)
+        text += f"\nsaved {path}"
+    _print(args, data, text)
+    return EXIT_OK
+
+
+async def cmd_extend(args: argparse.Namespace) -> int:
+    fields = {
+        name: value
+        for name in (
+            "run_id",
+            "index",
+            "model",
+            "prompt",
+            "video_url",
+            "video_file",
+            "video_data_url",
+            "video_attachment_id",
+            "video",
+            "duration",
+            "resolution",
+            "seed",
+            "negative_prompt",
+            "aspect_ratio",
+        )
+        if (value := getattr(args, name)) is not None
+    }
+    try:
+        request = request_from_fields(fields)
+    except InvalidRequestError as exc:
+        raise UsageError(str(exc)) from None
+    async with _session(args) as session:
+        job = await session.submit(request)
+        cost = job.submission.cost if job.submission is not None else None
+        if not args.json:
+            print(f"submitted {job.run_id} ({request.model}, precharge {cost})", flush=True)
+        if args.no_wait:
+            _print(args, {"run_id": job.run_id, "status": "pending", "precharge": cost}, job.run_id)
+            return EXIT_OK
+        return await _wait_and_report(session, args, job.run_id, request.model)
+
+
+async def cmd_status(args: argparse.Namespace) -> int:
+    async with _session(args) as session:
+        update = await session.status(args.run_id)
+    data = {
+        "run_id": update.run_id,
+        "status": update.status.value,
+        "progress": update.progress,
+        "video_url": update.video_url,
+        "cost": update.cost,
+        "error": update.user_friendly_error or update.error,
+    }
+    text = f"{update.run_id}: {update.status.value}"
+    for name in ("progress", "video_url", "cost", "error"):
+        if data[name] is not None:
+            text += f"\n  {name}: {data[name]}"
+    _print(args, data, text)
+    return EXIT_OK
+
+
+async def cmd_wait(args: argparse.Namespace) -> int:
+    async with _session(args) as session:
+        return await _wait_and_report(session, args, args.run_id, args.model)
+
+
+async def cmd_download(args: argparse.Namespace) -> int:
+    args.download = args.dir
+    async with _session(args) as session:
+        return await _wait_and_report(session, args, args.run_id, args.model)
+
+
+async def cmd_emulator(args: argparse.Namespace) -> int:
+    from .testing._serve import serve  # noqa: PLC0415
+
+    await serve(args)
+    return EXIT_OK  # pragma: no cover - serve() runs until interrupted
+
+
+# --- the parser --------------------------------------------------------------------------------
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def _connection_options(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+    add = parser.add_argument
+    add("--base-url", default=None, help="API base URL (default: $NANOGPT_BASE_URL or NanoGPT)")
+    add(
+        "--api-key-env",
+        default="NANOGPT_API_KEY",
+        metavar="NAME",
+        help="environment variable holding the API key (default: %(default)s)",
+    )
+    add(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        metavar="N",
+        help="the server's clock runs N times faster (emulators); default 1",
+    )
+    if json_flag:
+        add("--json", action="store_true", help="machine-readable JSON output")
+
+
+def _batch_options(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--download", metavar="DIR", help="download completed videos into DIR")
+    add("--max-in-flight", type=_positive_int, metavar="N", help="jobs running at once")
+    add("--max-cost", type=float, metavar="USD", help="stop submitting at this total precharge")
+    add("--min-balance", type=float, metavar="USD", help="stop before the balance drops below")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aiovideoextend",
+        description="Extend videos with NanoGPT: batches with progress, single jobs, a demo.",
+        epilog="The API key is read from $NANOGPT_API_KEY (never from the command line).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    batch = sub.add_parser("batch", help="run a manifest of extends; rerun to resume")
+    batch.add_argument("manifest", help="JSONL or CSV, one request per line")
+    batch.add_argument("--results", metavar="PATH", help="JSONL results (default: beside it)")
+    batch.add_argument("--journal", metavar="PATH", help="journal (default: beside the manifest)")
+    _batch_options(batch)
+    _connection_options(batch)
+    batch.set_defaults(handler=cmd_batch)
+
+    demo = sub.add_parser("demo", help="a batch of 30 extends against the bundled emulator")
+    demo.add_argument("--time-scale", type=float, default=60.0, metavar="N")
+    demo.add_argument("--count", type=_positive_int, default=30, metavar="N")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--json", action="store_true")
+    _batch_options(demo)
+    demo.set_defaults(handler=cmd_demo)
+
+    extend = sub.add_parser("extend", help="submit one extend, wait, print the result")
+    mj = extend.add_argument_group("Midjourney")
+    mj.add_argument("--run-id")
+    mj.add_argument("--index", type=int)
+    src = extend.add_argument_group("source video")
+    for name in (
+        "model",
+        "prompt",
+        "video-url",
+        "video-file",
+        "video-data-url",
+        "video-attachment-id",
+        "video",
+        "resolution",
+        "negative-prompt",
+        "aspect-ratio",
+    ):
+        src.add_argument(f"--{name}")
+    src.add_argument("--duration", type=lambda v: int(v) if v.isdigit() else v)
+    src.add_argument("--seed", type=int)
+    extend.add_argument("--no-wait", action="store_true", help="print the run id and exit")
+    extend.add_argument("--download", metavar="DIR")
+    extend.add_argument("--timeout", type=float, help="seconds to wait (default: policy)")
+    _connection_options(extend)
+    extend.set_defaults(handler=cmd_extend)
+
+    status = sub.add_parser("status", help="poll a run once")
+    status.add_argument("run_id")
+    _connection_options(status)
+    status.set_defaults(handler=cmd_status)
+
+    for name, handler, text in (
+        ("wait", cmd_wait, "wait for a run to finish"),
+        ("download", cmd_download, "wait for a run, then download its video"),
+    ):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("run_id")
+        if name == "download":
+            command.add_argument("dir", nargs="?", default=".", help="directory (default: .)")
+        command.add_argument("--model", help="the run's model, if known")
+        command.add_argument("--timeout", type=float, help="seconds to wait (default: policy)")
+        _connection_options(command)
+        command.set_defaults(handler=handler)
+
+    from .testing._serve import add_emulator_arguments  # noqa: PLC0415
+
+    emulator = sub.add_parser("emulator", help="serve the bundled NanoGPT emulator")
+    add_emulator_arguments(emulator)
+    emulator.set_defaults(handler=cmd_emulator)
+    return parser
+
+
+async def _main(args: argparse.Namespace) -> int:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+
+    def on_signal() -> None:
+        if _interrupt.requested:
+            # A second Ctrl-C: the journal is consistent after every commit, so leave now.
+            os._exit(EXIT_INTERRUPTED)
+        _interrupt.requested = True
+        print("\nstopping... (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
+        if task is not None:
+            task.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal)
+    handler: Any = args.handler
+    coro: Coroutine[Any, Any, int] = handler(args)
+    return await coro
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = argv
+    _interrupt.requested = False
+    try:
+        return asyncio.run(_main(args))
+    except UsageError as exc:
+        print(f"aiovideoextend: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    except VideoExtendError as exc:
+        print(f"aiovideoextend: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED

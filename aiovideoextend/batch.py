@@ -1,0 +1,561 @@
+"""Batch runs: many extend requests, bounded, journaled and resumable.
+
+``run_batch(session, requests)`` submits every request under the session's rate limits, waits
+for the jobs and yields one :class:`BatchOutcome` per request, in completion order. Nothing in a
+batch raises for a single request: an invalid request, a failed job and a 402 are outcomes.
+
+With a ``journal`` (a path or a :class:`Journal`) the batch survives a crash or Ctrl-C: run it
+again with the same requests and finished requests come back from the journal, submitted ones
+are attached to again, and an intent whose answer was lost is reconciled through
+``generate-video/recover``, never blindly resubmitted. See ``docs/batch.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+
+from ._download import download_video
+from ._journal import Journal, JournalEntry
+from ._manifest import ManifestLine, parse_manifest, request_from_fields
+from ._requests import MidjourneyExtend, SourceExtend
+from ._results import FINISHED_STATUSES, BatchItem, BatchOutcome, BatchUpdate
+from .exceptions import (
+    AmbiguousSubmitError,
+    APIError,
+    AuthenticationError,
+    DownloadError,
+    InsufficientBalanceError,
+    InvalidRequestError,
+    JobCancelledError,
+    JobFailedError,
+    JobTimeoutError,
+    JournalError,
+    ManifestError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    TransportError,
+    VideoExtendError,
+)
+from .models import Event, EventKind
+
+if TYPE_CHECKING:
+    from ._job import Job
+    from ._session import Session
+    from .models import RecoveredRun
+
+__all__ = [
+    "FINISHED_STATUSES",
+    "BatchItem",
+    "BatchOutcome",
+    "BatchUpdate",
+    "DownloadError",
+    "Journal",
+    "JournalEntry",
+    "JournalError",
+    "ManifestError",
+    "ManifestLine",
+    "download_video",
+    "parse_manifest",
+    "run_batch",
+]
+
+log = logging.getLogger("aiovideoextend")
+
+ExtendRequest = MidjourneyExtend | SourceExtend
+_RECOVER_LIMIT: Final = 50
+_STORED: Final = ("status", "model", "run_id", "video_url", "error", "cost", "precharge")
+
+
+@attrs.define(eq=False)
+class _Entry:
+    index: int
+    line: int | None
+    request: ExtendRequest | None
+    error: str | None
+    entry_id: str = ""
+    holds_slot: bool = False
+
+
+def _items(requests: Iterable[Any]) -> list[_Entry]:
+    entries = []
+    seen: collections.Counter[str] = collections.Counter()
+    for index, item in enumerate(requests):
+        if isinstance(item, (MidjourneyExtend, SourceExtend)):
+            item = BatchItem(item)  # noqa: PLW2901
+        elif isinstance(item, ManifestLine):
+            item = BatchItem(item.request, item.line, item.error)  # noqa: PLW2901
+        elif isinstance(item, Mapping):
+            try:
+                item = BatchItem(request_from_fields(item))  # noqa: PLW2901
+            except InvalidRequestError as exc:
+                item = BatchItem(error=str(exc))  # noqa: PLW2901
+        elif not isinstance(item, BatchItem):
+            item = BatchItem(error=f"not a request: {type(item).__name__}")  # noqa: PLW2901
+        entry = _Entry(index, item.line, item.request, item.error)
+        if item.request is not None:
+            # Identical requests are distinct entries: the n-th copy is the n-th submit.
+            key = item.request.key
+            entry.entry_id = f"{key}:{seen[key]}"
+            seen[key] += 1
+        elif entry.error is None:
+            entry.error = "no request"
+        entries.append(entry)
+    return entries
+
+
+def _candidates(
+    runs: list[RecoveredRun],
+    model: str,
+    *,
+    intent_seq: int,
+    claimed: Mapping[str, int],
+    known: Mapping[str, int],
+    snapshot_seq: int | None,
+) -> tuple[list[str], bool]:
+    """The runs a lost submit may have created, and whether that list can be trusted.
+
+    ``runs`` is newest first. A run the journal knew before the intent (claimed by an earlier
+    submit, or seen in a snapshot) marks where "before the intent" begins: submits of one model
+    are serialised, so the lost one was created after it. No clocks are compared.
+    """
+    found: list[str] = []
+    for run in runs:
+        if run.model not in (None, model):
+            continue
+        seen_at = claimed.get(run.run_id, known.get(run.run_id))
+        if seen_at is None:
+            found.append(run.run_id)
+        elif seen_at < intent_seq:
+            return found, True
+    complete = len(runs) < _RECOVER_LIMIT
+    trusted = complete and snapshot_seq is not None and snapshot_seq < intent_seq
+    return found, trusted or (complete and not found)
+
+
+class _Runner:
+    def __init__(
+        self,
+        session: Session,
+        entries: list[_Entry],
+        *,
+        journal: Journal | None,
+        max_in_flight: int | None,
+        max_cost: float | None,
+        min_balance: float | None,
+        on_update: Callable[[BatchUpdate], None] | None,
+        download: Path | None,
+    ) -> None:
+        self.session = session
+        self.entries = entries
+        self.journal = journal
+        self.max_in_flight = max_in_flight
+        self.max_cost = max_cost
+        self.min_balance = min_balance
+        self.on_update = on_update
+        self.download = download
+        self.queue: asyncio.Queue[BatchOutcome | BaseException] = asyncio.Queue()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.in_flight = 0
+        self.slot_freed = asyncio.Event()
+        self.stop_reason: str | None = None
+        self.spent = 0.0
+        self.estimates: dict[str, float] = {}
+        self.balance: float | None = None
+        self.by_run: dict[str, _Entry] = {}
+        self.submitting: dict[str, set[_Entry]] = collections.defaultdict(set)
+        self.lanes: dict[str, list[_Entry]] = collections.defaultdict(list)
+        self.unresolved: dict[str, list[tuple[_Entry, JournalEntry]]] = collections.defaultdict(
+            list
+        )
+        #: estimated precharges of submits on their way (lanes run concurrently)
+        self.reserved = 0.0
+        self.guard_lock = asyncio.Lock()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.queue.put_nowait(task.exception())  # type: ignore[arg-type]
+
+    def _update(
+        self,
+        entry: _Entry,
+        state: str,
+        run_id: str | None = None,
+        detail: str | None = None,
+        balance: float | None = None,
+    ) -> None:
+        if self.on_update is not None:
+            try:
+                update = BatchUpdate(entry.index, entry.line, state, run_id, detail, balance)
+                self.on_update(update)
+            except Exception:
+                log.exception("batch on_update callback failed")
+
+    def _emit(self, entry: _Entry, status: str, **fields: Any) -> BatchOutcome:
+        request = entry.request
+        if request is not None:
+            fields.setdefault("model", request.model)
+            fields.setdefault("key", request.key)
+        outcome = BatchOutcome(entry.index, status, line=entry.line, **fields)
+        if entry.holds_slot:
+            entry.holds_slot = False
+            self.in_flight -= 1
+            self.slot_freed.set()
+        self._update(entry, status, outcome.run_id, outcome.error)
+        self.queue.put_nowait(outcome)
+        return outcome
+
+    def _finish(self, entry: _Entry, status: str, **fields: Any) -> None:
+        """A final outcome: journal it first, then report it."""
+        if self.journal is not None:
+            stored = {name: fields.get(name) for name in _STORED if name != "status"}
+            stored["status"] = status
+            stored["candidates"] = list(fields.get("candidates", ()))
+            self.journal.record_finished(entry.entry_id, stored)
+        self._emit(entry, status, **fields)
+
+    def _on_event(self, event: Event) -> None:
+        if event.kind is EventKind.STATUS_CHANGED and event.run_id in self.by_run:
+            status = event.status.value if event.status is not None else "unknown"
+            if event.status is None or not event.status.is_terminal:
+                self._update(self.by_run[event.run_id], status, event.run_id)
+        elif event.kind is EventKind.WAITING_FOR_RATE_LIMIT and event.run_id is None:
+            if event.budget == "overall":
+                waiting = [e for route in self.submitting.values() for e in route]
+            else:
+                waiting = list(self.submitting.get(event.budget or "", ()))
+            for entry in waiting:
+                detail = f"{event.budget} budget, {event.delay or 0:.1f}s"
+                self._update(entry, "waiting", detail=detail)
+
+    # -- the run ----------------------------------------------------------------------------
+
+    async def run(self) -> AsyncIterator[BatchOutcome]:
+        self.session.add_event_hook(self._on_event)
+        try:
+            self._plan()
+            self._spawn(self._drive())
+            for _ in self.entries:
+                item = await self.queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.session.remove_event_hook(self._on_event)
+            tasks = list(self.tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _plan(self) -> None:
+        """Sort entries: invalid, finished earlier, submitted earlier, lost intents, to submit."""
+        records = self.journal.entries() if self.journal is not None else {}
+        if self.journal is not None:
+            self.spent = sum(
+                r.precharge or 0.0
+                for r in records.values()
+                if not (r.outcome and r.outcome.get("status") in ("failed", "cancelled"))
+            )
+        for entry in self.entries:
+            request = entry.request
+            if request is None:
+                self._emit(entry, "invalid", error=entry.error)
+                continue
+            record = records.get(entry.entry_id)
+            if record is None:
+                self.lanes[request.model].append(entry)
+                self._update(entry, "queued")
+            elif record.state == "finished":
+                stored = dict(record.outcome or {})
+                status = stored.pop("status", "failed")
+                stored["candidates"] = tuple(stored.get("candidates") or ())
+                fields = {k: v for k, v in stored.items() if k in (*_STORED, "candidates")}
+                if status == "completed" and self.download is not None:
+                    self._spawn(self._deliver(entry, resumed=True, **fields))
+                else:
+                    self._emit(entry, status, resumed=True, **fields)
+            elif record.state == "submitted" and record.run_id is not None:
+                self._attach(entry, record.run_id, record.precharge, resumed=True)
+            else:
+                self.unresolved[request.model].append((entry, record))
+
+    async def _drive(self) -> None:
+        await asyncio.gather(*(self._reconcile(m, items) for m, items in self.unresolved.items()))
+        for lane in self.lanes.values():
+            lane.sort(key=lambda e: e.index)
+        await asyncio.gather(*(self._lane(model, lane) for model, lane in self.lanes.items()))
+
+    async def _reconcile(self, model: str, items: list[tuple[_Entry, JournalEntry]]) -> None:
+        """Decide what happened to submits whose answer an earlier run never recorded."""
+        journal = self.journal
+        assert journal is not None  # noqa: S101  (only journal entries are unresolved)
+        try:
+            runs = await self.session.recover(model=model, limit=_RECOVER_LIMIT)
+        except VideoExtendError as exc:
+            why = f"could not check for a lost submit through recover: {exc}"
+            for entry, _record in items:
+                self._emit(entry, "unfinished", error=why)
+            # Submitting more of this model could create runs a later check would mistake.
+            for entry in self.lanes.pop(model, []):
+                self._emit(entry, "skipped", error=why)
+            return
+        records = journal.entries().values()
+        claimed = {r.run_id: r.submitted_seq or 0 for r in records if r.run_id is not None}
+        known = journal.known_runs(model)
+        snapshot = journal.complete_snapshot_seq(model)
+        for entry, record in sorted(items, key=lambda item: item[1].intent_seq):
+            found, trusted = _candidates(
+                runs,
+                model,
+                intent_seq=record.intent_seq,
+                claimed=claimed,
+                known=known,
+                snapshot_seq=snapshot,
+            )
+            if trusted and not found:
+                log.info("line %s: the lost submit created no run; submitting it", entry.line)
+                self.lanes[model].append(entry)
+            elif trusted and len(found) == 1:
+                run_id = found[0]
+                log.info("line %s: adopting %s, created by a lost submit", entry.line, run_id)
+                journal.record_submitted(entry.entry_id, run_id, None)
+                claimed[run_id] = 1 << 62
+                self._attach(entry, run_id, None, resumed=True)
+            else:
+                listed = ", ".join(found) or "none visible"
+                self._finish(
+                    entry,
+                    "ambiguous",
+                    error=(
+                        "an earlier submit's answer was lost and recover cannot tell which run "
+                        f"it created (candidates: {listed}); not resubmitted"
+                    ),
+                    candidates=tuple(found),
+                )
+
+    # -- submitting -------------------------------------------------------------------------
+
+    def _guard(self, model: str) -> str | None:
+        # A model not submitted yet is assumed to cost as much as the dearest one seen.
+        estimate = self.estimates.get(model, max(self.estimates.values(), default=0.0))
+        if self.max_cost is not None and self.spent + self.reserved + estimate > self.max_cost:
+            return f"max_cost {self.max_cost:g} reached (precharged {self.spent:.2f})"
+        if (
+            self.min_balance is not None
+            and self.balance is not None
+            and self.balance - estimate < self.min_balance
+        ):
+            return f"balance {self.balance:.2f} is at the {self.min_balance:g} floor"
+        return None
+
+    async def _lane(self, model: str, lane: list[_Entry]) -> None:
+        """Submit one model's requests in order, one at a time (see `_candidates`)."""
+        snapshot_taken = self.journal is None
+        for entry in lane:
+            while self.max_in_flight is not None and self.in_flight >= self.max_in_flight:
+                self.slot_freed.clear()
+                await self.slot_freed.wait()
+            if not snapshot_taken:
+                await self._snapshot(model)
+                snapshot_taken = True
+            # With a spend guard, check-and-submit is one step across all lanes, so that two
+            # lanes cannot both pass the check with the money for one.
+            guarded = self.max_cost is not None or self.min_balance is not None
+            async with self.guard_lock if guarded else contextlib.nullcontext():
+                reason = self.stop_reason or self._guard(model)
+                if reason is not None:
+                    self.stop_reason = self.stop_reason or reason
+                    self._emit(entry, "skipped", error=f"not submitted: {reason}")
+                    continue
+                self.in_flight += 1
+                entry.holds_slot = True
+                await self._submit(entry)
+
+    async def _snapshot(self, model: str) -> None:
+        """Remember the runs that exist before our first submit of ``model`` (for `_candidates`)."""
+        assert self.journal is not None  # noqa: S101
+        try:
+            runs = await self.session.recover(model=model, limit=_RECOVER_LIMIT)
+        except VideoExtendError as exc:
+            log.warning("recover failed (%s); a lost submit of %s may stay ambiguous", exc, model)
+            return
+        ids = [run.run_id for run in runs]
+        self.journal.record_known_runs(model, ids, complete=len(ids) < _RECOVER_LIMIT)
+
+    async def _submit(self, entry: _Entry) -> None:
+        request = entry.request
+        assert request is not None  # noqa: S101
+        journal = self.journal
+        self._update(entry, "submitting")
+        if journal is not None:
+            journal.record_intent(
+                entry.entry_id, request_key=request.key, model=request.model, position=entry.index
+            )
+        reserve = self.estimates.get(request.model, 0.0)
+        self.reserved += reserve
+        self.submitting[request.route].add(entry)
+        try:
+            job = await self.session.submit(request)
+        except AmbiguousSubmitError as exc:
+            self._finish(entry, "ambiguous", error=str(exc), candidates=exc.candidates)
+            return
+        except (InsufficientBalanceError, AuthenticationError) as exc:
+            self._forget(entry)
+            self.stop_reason = f"{exc}"
+            status = (
+                "insufficient_balance" if isinstance(exc, InsufficientBalanceError) else "skipped"
+            )
+            self._emit(entry, status, error=str(exc))
+            return
+        except (RateLimitError, TransportError) as exc:
+            # The session retried these and knows no job was created: a rerun may try again.
+            self._forget(entry)
+            self._emit(entry, "skipped", error=f"not submitted: {exc}")
+            return
+        except APIError as exc:
+            self._finish(entry, "failed", error=str(exc))
+            return
+        except VideoExtendError as exc:
+            # Unknown whether a job exists: the intent stays for the next run to reconcile.
+            self._emit(entry, "unfinished", error=f"submit outcome unknown: {exc}")
+            return
+        finally:
+            self.reserved -= reserve
+            self.submitting[request.route].discard(entry)
+        submission = job.submission
+        precharge = submission.cost if submission is not None else None
+        if journal is not None:
+            journal.record_submitted(entry.entry_id, job.run_id, precharge)
+        if precharge is not None:
+            self.spent += precharge
+            self.estimates[request.model] = precharge
+        if submission is not None and submission.remaining_balance is not None:
+            self.balance = submission.remaining_balance
+        self._follow(entry, job, precharge, resumed=False)
+
+    def _forget(self, entry: _Entry) -> None:
+        if self.journal is not None:
+            self.journal.forget_intent(entry.entry_id)
+
+    # -- following jobs ---------------------------------------------------------------------
+
+    def _attach(
+        self, entry: _Entry, run_id: str, precharge: float | None, *, resumed: bool
+    ) -> None:
+        assert entry.request is not None  # noqa: S101
+        self.in_flight += 1
+        entry.holds_slot = True
+        job = self.session.job(run_id, entry.request.model)
+        self._follow(entry, job, precharge, resumed=resumed)
+
+    def _follow(self, entry: _Entry, job: Job, precharge: float | None, *, resumed: bool) -> None:
+        self.by_run[job.run_id] = entry
+        balance = None if resumed else self.balance
+        self._update(entry, job.status.value, job.run_id, balance=balance)
+        self._spawn(self._wait(entry, job, precharge, resumed=resumed))
+
+    async def _wait(
+        self, entry: _Entry, job: Job, precharge: float | None, *, resumed: bool
+    ) -> None:
+        base: dict[str, Any] = {"run_id": job.run_id, "precharge": precharge, "resumed": resumed}
+        try:
+            result = await job.result()
+        except JobFailedError as exc:
+            self._refund(precharge)
+            error = exc.user_friendly_error or exc.error or str(exc)
+            self._finish(entry, "failed", error=error, **base)
+        except JobCancelledError as exc:
+            self._refund(precharge)
+            self._finish(entry, "cancelled", error=str(exc), **base)
+        except JobTimeoutError as exc:
+            self._emit(entry, "unfinished", error=f"{exc}; rerun to keep waiting", **base)
+        except (NotFoundError, PermissionDeniedError) as exc:
+            self._finish(entry, "failed", error=str(exc), **base)
+        except VideoExtendError as exc:
+            self._emit(entry, "unfinished", error=f"{exc}; rerun to keep waiting", **base)
+        else:
+            fields = {**base, "video_url": result.video_url, "cost": result.cost}
+            if self.journal is not None:
+                stored = {name: fields.get(name) for name in _STORED}
+                stored.update(status="completed", model=job.model, candidates=[])
+                self.journal.record_finished(entry.entry_id, stored)
+            await self._deliver(entry, **fields)
+
+    def _refund(self, precharge: float | None) -> None:
+        # Failed and cancelled jobs are refunded: they do not count against max_cost.
+        self.spent -= precharge or 0.0
+
+    async def _deliver(self, entry: _Entry, **fields: Any) -> None:
+        """Report a completed request, downloading its video first when asked to."""
+        url, run_id = fields.get("video_url"), fields.get("run_id")
+        if self.download is not None and url and run_id:
+            self._update(entry, "downloading", run_id)
+            try:
+                path = await download_video(self.session.http, url, self.download, run_id=run_id)
+            except DownloadError as exc:
+                fields["error"] = f"download failed: {exc}"
+            else:
+                fields["path"] = str(path)
+        self._emit(entry, "completed", **fields)
+
+
+async def run_batch(
+    session: Session,
+    requests: Iterable[ExtendRequest | BatchItem | ManifestLine | Mapping[str, Any]],
+    *,
+    journal: Journal | str | Path | None = None,
+    max_in_flight: int | None = None,
+    max_cost: float | None = None,
+    min_balance: float | None = None,
+    on_update: Callable[[BatchUpdate], None] | None = None,
+    download: str | Path | None = None,
+) -> AsyncIterator[BatchOutcome]:
+    """Run every request; yield one :class:`BatchOutcome` per request as each one ends.
+
+    ``requests``: request objects, :class:`BatchItem`/:class:`ManifestLine` (with a line number
+    or an error) or dicts of manifest fields. ``journal``: a path or an open :class:`Journal`
+    that makes the batch resumable. ``max_in_flight`` bounds the jobs submitted and not yet
+    finished; ``max_cost`` stops submitting once the precharges would pass it (failed jobs are
+    refunded and do not count); ``min_balance`` stops before the account balance the server
+    reports would drop below it. ``download``: a directory to stream completed videos into.
+
+    Cancel the iterating task to stop at once: the journal stays consistent, and running the
+    same batch again resumes it.
+    """
+    if max_in_flight is not None and max_in_flight < 1:
+        raise ValueError("max_in_flight must be at least 1")
+    entries = _items(requests)
+    own = isinstance(journal, (str, Path))
+    opened = Journal(journal) if isinstance(journal, (str, Path)) else journal
+    try:
+        runner = _Runner(
+            session,
+            entries,
+            journal=opened,
+            max_in_flight=max_in_flight,
+            max_cost=max_cost,
+            min_balance=min_balance,
+            on_update=on_update,
+            download=None if download is None else Path(download),
+        )
+        async for outcome in runner.run():
+            yield outcome
+    finally:
+        if own and opened is not None:
+            opened.close()
