@@ -48,3 +48,23 @@ def demo(session: nox.Session) -> None:
     """The batch demo on the embedded emulator: no key, no network."""
     session.install("-e", ".[cli]")
     session.run("aiovideoextend", "demo", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks against the emulator, with the docs loop and naive limiter as baselines.
+
+    ``nox -s bench -- --quick`` takes about a minute; ``--only polling cpu`` picks some.
+    """
+    session.install("-e", ".[tests]", "aiolimiter>=1.1")
+    session.run("python", "bench/run.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def soak(session: nox.Session) -> None:
+    """2,000 jobs under mixed faults and 20 SIGKILL trials of the batch command; prints figures.
+
+    ``nox -s soak -- --jobs 5000 --trials 50 --seed 7`` for a longer one.
+    """
+    session.install("-e", ".[tests]")
+    session.run("python", "bench/soak.py", *session.posargs)

@@ -101,6 +101,8 @@ def _number(value: Any) -> float | None:
 
 
 def _text(value: Any) -> str | None:
+    if value is None:  # the common case, before the slow Mapping check
+        return None
     if isinstance(value, str):
         return value
     if isinstance(value, Mapping):
@@ -118,7 +120,8 @@ def _text(value: Any) -> str | None:
 
 def _get(obj: Any, *path: str) -> Any:
     for key in path:
-        if not isinstance(obj, Mapping):
+        # Decoded JSON is plain dicts and Nones: test those before the slow ABC check (hot path).
+        if obj is None or (type(obj) is not dict and not isinstance(obj, Mapping)):
             return None
         obj = obj.get(key)
     return obj
@@ -144,6 +147,9 @@ _URL_PATHS: Final = (
     ("video_url",),
 )
 
+#: every key the paths above start from, in the body or in ``data``
+_URL_KEYS: Final = frozenset({"output", "video", "videoUrl", "video_url"})
+
 
 def parse_status(body: Any, run_id: str) -> tuple[StatusUpdate, bool]:
     """Normalise a status body of either envelope.
@@ -164,7 +170,13 @@ def parse_status(body: Any, run_id: str) -> tuple[StatusUpdate, bool]:
         raise ResponseDecodeError(f"status body for {run_id} has no status")
     status = status_from_wire(raw)
     url: str | None = None
-    for path in _URL_PATHS:
+    # Most polls find a job still running, with no URL anywhere: one C-level key test skips the
+    # eight path lookups below (the hot path of every poll).
+    if _URL_KEYS.isdisjoint(body) and _URL_KEYS.isdisjoint(data):
+        paths: tuple[tuple[str, ...], ...] = ()
+    else:
+        paths = _URL_PATHS
+    for path in paths:
         candidate = _get(body, *path)
         if isinstance(candidate, str) and candidate:
             url = candidate

@@ -42,10 +42,13 @@ class Job:
 
     __slots__ = (
         "__weakref__",
+        "_born",
         "_deadline",
         "_demand",
+        "_due",
         "_error",
         "_event",
+        "_expected_end",
         "_interrupted",
         "_interval",
         "_listeners",
@@ -53,6 +56,7 @@ class Job:
         "_result",
         "_sample",
         "_scheduled",
+        "_seen_running",
         "_session",
         "_status",
         "last_update",
@@ -87,8 +91,17 @@ class Job:
         self._sample: tuple[float, float] | None = None
         policy = session._poll
         self._interval = policy.first
-        loop = asyncio.get_running_loop()
-        self._deadline = None if policy.timeout is None else loop.time() + policy.timeout
+        now = asyncio.get_running_loop().time()
+        self._deadline = None if policy.timeout is None else now + policy.timeout
+        # The age of a job we submitted is known; one attached by id may be of any age.
+        self._born = now if submission is not None else None
+        #: loop time of the last poll that found the job still running
+        self._seen_running = now
+        #: loop time the job is due in the scheduler's heap (older heap entries are stale)
+        self._due = 0.0
+        eta = submission.eta if submission is not None else None
+        self._expected_end = now + eta / session.time_scale if eta is not None and eta > 0 else None
+        session._scheduler.born(self)
 
     def __repr__(self) -> str:
         return f"<Job {self.run_id} {self.model or '?'} {self._status.value}>"
@@ -176,11 +189,18 @@ class Job:
         self._apply(update, known=known)
         return update
 
-    async def download(self, dest: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    async def download(
+        self,
+        dest: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        max_bytes: int | None = None,
+    ) -> Path:
         """Wait for the video, then stream it to ``dest`` (a file, or a directory to put
-        ``<run_id>.mp4`` in) atomically. The name never comes from the server."""
+        ``<run_id>.mp4`` in) atomically. The name never comes from the server; a video over
+        ``max_bytes`` is refused."""
         result = await self.result()
-        return await self._session.download(result, dest, overwrite=overwrite)
+        return await self._session.download(result, dest, overwrite=overwrite, max_bytes=max_bytes)
 
     # --- fed by the scheduler -------------------------------------------------------------
 
@@ -279,27 +299,42 @@ class Job:
             self._event.set()
 
     def _next_delay(self, now: float) -> float:
-        """Seconds until the next poll: hints from the server, clamped, else backoff."""
+        """Seconds until the next poll.
+
+        A hint from the server places the poll where the job should be done; without one, the
+        durations learned from this session's finished jobs of the same model say how long to
+        skip; failing both, back off from ``first``. Clamped to [min_interval, max_interval].
+        """
         policy = self._session._poll
         scale = self._session.time_scale
         update = self.last_update
-        delay: float | None = None
-        if update is None:
-            eta = self.submission.eta if self.submission is not None else None
-            if eta is not None and eta > 0 and not self._polled:
-                delay = eta / scale
-        elif update.eta is not None and update.eta >= 0:
-            delay = update.eta / scale
-        elif update.progress is not None and 0 < update.progress < 100:
+        hint: float | None = None
+        if update is not None and update.eta is not None and update.eta >= 0:
+            hint = update.eta / scale
+        elif update is not None and update.progress is not None and 0 < update.progress < 100:
             sample = self._sample
             if sample is None or update.progress < sample[1]:
                 self._sample = (now, update.progress)
             elif update.progress > sample[1]:
                 rate = (update.progress - sample[1]) / (now - sample[0])
-                delay = (100 - update.progress) / rate
-        if delay is None:
-            delay = self._interval
-            self._interval = min(self._interval * policy.backoff, policy.max_interval)
+                hint = (100 - update.progress) / rate
+        if hint is None and self._expected_end is not None and now < self._expected_end:
+            # The submit's eta still stands while status bodies carry no estimate of their own.
+            hint = self._expected_end - now
+        if hint is not None:
+            if hint <= policy.max_interval:
+                # Due within reach: aim just past it, not up to 10 % early (a wasted poll).
+                delay = max(hint, policy.min_interval)
+                delay += policy.jitter * policy.min_interval * random.random()
+                return min(delay, policy.max_interval)
+            delay = policy.max_interval
+        else:
+            hold = self._session._scheduler.earliest_end(self, now)
+            if hold is None:
+                delay = self._interval
+                self._interval = min(self._interval * policy.backoff, policy.max_interval)
+            else:
+                delay = max(hold - now, policy.interval)
         delay = min(max(delay, policy.min_interval), policy.max_interval)
         if policy.jitter:
             delay *= 1 + policy.jitter * (2 * random.random() - 1)

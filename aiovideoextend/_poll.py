@@ -3,11 +3,15 @@
 A heap orders jobs by when they are due. The scheduler takes a slot of the overall budget before
 it starts a poll, so however many jobs are in flight the limiter holds one waiter of ours, polls
 go out strictly in due order (no job starves), and submits queue fairly beside them.
+
+It also learns, per model, the shortest time a job of this session took: a job younger than that
+(less a margin for few samples) is very unlikely to be done, so polling it would be wasted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import functools
 import heapq
 import itertools
@@ -35,6 +39,35 @@ log = logging.getLogger("aiovideoextend")
 _PERMANENT = (AuthenticationError, PermissionDeniedError, NotFoundError)
 
 
+class _Durations:
+    """What this session saw of one model's jobs: when each was born, how long the ended took."""
+
+    __slots__ = ("births", "samples")
+
+    #: the share of jobs whose early end we accept to notice late: below this quantile of the
+    #: durations seen, a poll would almost never find the job done
+    QUANTILE = 0.03
+
+    def __init__(self) -> None:
+        self.births: list[float] = []
+        self.samples: list[float] = []
+
+    def floor(self, now: float) -> float | None:
+        """A duration few jobs of the model finish under (None: no job ended yet).
+
+        The low quantile ``q`` of the durations seen, shrunk by 1/(m + 1) where m jobs have
+        reached that age by now: the smallest of m draws overshoots the true minimum by about
+        that share of the spread (taking ``q`` itself as the spread). Counting the jobs still
+        running, not only the ended ones, is what makes one early end among many informative.
+        """
+        samples = self.samples
+        if not samples:
+            return None
+        q = samples[int(self.QUANTILE * len(samples))]
+        m = bisect.bisect_right(self.births, now - q)
+        return q * m / (m + 1)
+
+
 class PollScheduler:
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -45,6 +78,7 @@ class PollScheduler:
         self._polls: set[asyncio.Task[None]] = set()
         #: consecutive transient failures per job, for backoff
         self._failures: dict[str, int] = {}
+        self._durations: dict[str | None, _Durations] = {}
 
     def __len__(self) -> int:
         return len(self._heap) + len(self._polls)
@@ -58,8 +92,47 @@ class PollScheduler:
         delay = job._next_delay(loop.time()) if not job._polled else 0.0
         self._push(job, loop.time() + delay)
 
+    def born(self, job: Job) -> None:
+        """``job`` was just submitted by this session: count it among its model's jobs."""
+        if job._born is not None and self._session._poll.learn:
+            durations = self._durations.get(job.model)
+            if durations is None:
+                durations = self._durations[job.model] = _Durations()
+            bisect.insort(durations.births, job._born)
+
+    def earliest_end(self, job: Job, now: float) -> float | None:
+        """Loop time before which ``job`` is unlikely to be done (None: nothing learned)."""
+        born = job._born
+        if born is None or not self._session._poll.learn:
+            return None
+        durations = self._durations.get(job.model)
+        floor = None if durations is None else durations.floor(now)
+        return None if floor is None else born + floor
+
+    def _learn(self, job: Job, now: float) -> None:
+        """A poll found ``job`` ended: it did so between the previous poll and this one."""
+        born = job._born
+        durations = self._durations.get(job.model)
+        if born is None or durations is None:
+            return
+        bisect.insort(durations.samples, (job._seen_running + now) / 2 - born)
+        if len(durations.samples) == 1:
+            self._replan(job.model, now)
+
+    def _replan(self, model: str | None, now: float) -> None:
+        """The first job of ``model`` ended: the others, backing off blind so far, may well be
+        done too. Bring forward every one that is old enough (O(jobs), once per model)."""
+        interval = self._session._poll.interval
+        for at, _, job in list(self._heap):
+            if job.model != model or at != job._due or at <= now + interval:
+                continue
+            hold = self.earliest_end(job, now)
+            if hold is not None and hold <= now:
+                self._push(job, now + interval * self._session._random())
+
     def _push(self, job: Job, at: float) -> None:
         job._scheduled = True
+        job._due = at
         heap = self._heap
         wake = not heap or at < heap[0][0]
         heapq.heappush(heap, (at, next(self._seq), job))
@@ -84,14 +157,16 @@ class PollScheduler:
                 continue
             due = heap[0][0]
             if due > loop.time():
+                # A timer that sets the event, not asyncio.timeout_at: that one cancels the wait
+                # and raises, which cost more than the rest of the poll's bookkeeping together.
                 wakeup.clear()
-                try:
-                    async with asyncio.timeout_at(due):
-                        await wakeup.wait()
-                except TimeoutError:
-                    pass
+                timer = loop.call_at(due, wakeup.set)
+                await wakeup.wait()
+                timer.cancel()
                 continue
-            _, _, job = heapq.heappop(heap)
+            at, _, job = heapq.heappop(heap)
+            if at != job._due:
+                continue  # superseded by a later push (see _replan)
             if job.done() or job._demand <= 0:
                 job._scheduled = False
                 continue
@@ -114,6 +189,8 @@ class PollScheduler:
         session = self._session
         loop = asyncio.get_running_loop()
         held[0] = False
+        # Spacing counts from when the poll left, as the server sees it, not from the answer.
+        sent = loop.time()
         try:
             update, known = await session._fetch_status(job.run_id, overall_held=True, attempts=1)
         except _PERMANENT as exc:
@@ -139,10 +216,15 @@ class PollScheduler:
             raise
         self._failures.pop(job.run_id, None)
         job._apply(update, known=known)
+        now = loop.time()
+        if update.status.is_terminal:
+            self._learn(job, now)
+        else:
+            job._seen_running = now
         if job.done() or job._demand <= 0:
             job._scheduled = False
             return
-        self._push(job, loop.time() + job._next_delay(loop.time()))
+        self._push(job, max(sent + job._next_delay(now), now))
 
     async def aclose(self) -> None:
         tasks = list(self._polls)
