@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from .exceptions import (
     AuthenticationError,
+    LimiterUnavailableError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -170,7 +171,15 @@ class PollScheduler:
             if job.done() or job._demand <= 0:
                 job._scheduled = False
                 continue
-            await overall.acquire(self._session._on_wait)
+            try:
+                await overall.acquire(self._session._on_wait)
+            except LimiterUnavailableError as exc:
+                # Polling without the shared budget could overrun it: tell the waiters now,
+                # not at their deadline. The run goes on; session.job(run_id) attaches afresh.
+                job._scheduled = False
+                job._fail(exc)
+                self._session._jobs.pop(job.run_id, None)
+                continue
             # The slot is ours until the poll hands it to the transport; a poll task
             # cancelled before it ever ran must give it back (see _poll_done).
             held = [True]

@@ -20,6 +20,7 @@ Every error the library raises on purpose derives from :class:`VideoExtendError`
     ├── DownloadError                            a video could not be downloaded
     ├── JournalError                             a batch journal is corrupt, newer, or in use
     ├── ManifestError                            a batch manifest cannot be read at all
+    ├── LimiterUnavailableError                  the shared (Redis) limiter is down; nothing sent
     └── JobError                                 a job ended badly (carries run_id)
         ├── JobFailedError                       FAILED (error, user_friendly_error, is_nsfw)
         ├── JobCancelledError                    CANCELLED
@@ -49,6 +50,7 @@ __all__ = [
     "JobFailedError",
     "JobTimeoutError",
     "JournalError",
+    "LimiterUnavailableError",
     "ManifestError",
     "NotFoundError",
     "PayloadTooLargeError",
@@ -235,3 +237,11 @@ class JournalError(VideoExtendError):
 
 class ManifestError(VideoExtendError):
     """The manifest as a whole cannot be read (missing, unreadable, no CSV header)."""
+
+
+class LimiterUnavailableError(VideoExtendError):
+    """The shared limiter (Redis) cannot be reached, so no request was sent.
+
+    Never retried silently: without the shared budget, sending could overrun the server's limit.
+    Slots already taken expire on their own after the limiter's lease.
+    """
