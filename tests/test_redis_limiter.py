@@ -25,7 +25,6 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-import redis.exceptions
 
 import aiovideoextend as ave
 from aiovideoextend.exceptions import VideoExtendError
