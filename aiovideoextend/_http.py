@@ -17,15 +17,16 @@ from typing import Any
 
 import aiohttp
 import attrs
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from ._limiter import RateLimiter, SlidingWindow
+from ._limiter_api import Limiter, Window
 from .exceptions import TransportError
 
 __all__ = ["Response", "Transport", "UnsentError", "is_loopback"]
 
 _LARGE_BODY = 256 * 1024
+_REDACTED = "[redacted]"
 
 
 class UnsentError(TransportError):
@@ -67,7 +68,7 @@ class Transport:
     """Sends requests with the API key, through the shared limiter, never following redirects."""
 
     http: aiohttp.ClientSession
-    limiter: RateLimiter
+    limiter: Limiter
     headers: Mapping[str, str] = attrs.field(repr=False)
     timeout: aiohttp.ClientTimeout
     on_wait: Callable[[str, float], None] | None = None
@@ -86,12 +87,12 @@ class Transport:
         overall_held: bool = False,
     ) -> Response:
         """One attempt. ``overall_held``: the caller already holds a slot of the overall budget."""
-        windows: list[SlidingWindow] = []
+        windows: list[Window] = []
         if budget != "overall":
             windows.append(self.limiter.budget(budget))
         if not overall_held:
             windows.append(self.limiter.overall)
-        taken: list[SlidingWindow] = []
+        taken: list[Window] = []
         try:
             for window in windows:
                 await window.acquire(self.on_wait)
@@ -124,7 +125,7 @@ class Transport:
                 ssl=True if self.ssl else False,  # noqa: SIM210  (aiohttp: True = default checks)
             ) as resp:
                 raw = await resp.read()
-                response = Response(resp.status, resp.headers, raw, resp.reason or "")
+                response = self._scrub(Response(resp.status, resp.headers, raw, resp.reason or ""))
         except aiohttp.ClientConnectorError as exc:
             # No connection, so nothing arrived: the slots were never used.
             for window in taken:
@@ -143,8 +144,25 @@ class Transport:
             self._note_date(response.headers.get("Date"))
         return response
 
+    def _scrub(self, response: Response) -> Response:
+        """A server that echoes the key (in the body, a header, the reason) must not make us
+        leak it: everything we keep of an answer ends up in errors, logs and results files."""
+        key = self.headers.get("x-api-key")
+        if not key:
+            return response
+        headers = response.headers
+        if any(key in value for value in headers.values()):
+            headers = CIMultiDictProxy(
+                CIMultiDict(
+                    (name, value.replace(key, _REDACTED)) for name, value in headers.items()
+                )
+            )
+        raw = response.raw.replace(key.encode(), _REDACTED.encode())
+        reason = response.reason.replace(key, _REDACTED)
+        return Response(response.status, headers, raw, reason)
+
     @staticmethod
-    def _release(windows: list[SlidingWindow]) -> None:
+    def _release(windows: list[Window]) -> None:
         end = asyncio.get_running_loop().time()
         for window in windows:
             window.release(end)

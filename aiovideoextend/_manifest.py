@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -29,6 +30,8 @@ _MIDJOURNEY_FIELDS: Final = frozenset({"run_id", "index", "model"})
 _SOURCE_FIELDS: Final = frozenset({"model", "prompt", "options", *_SOURCE, *OPTION_FIELDS})
 _INT_FIELDS: Final = frozenset({"index", "seed"})
 _TRUE: Final = frozenset({"true", "yes", "1"})
+#: bytes that are not UTF-8, as decoding with "surrogateescape" leaves them
+_UNDECODABLE: Final = re.compile("[\udc80-\udcff]")
 _FALSE: Final = frozenset({"false", "no", "0"})
 
 
@@ -70,7 +73,8 @@ def request_from_fields(
             "need run_id (+ index) for a Midjourney extend, or model + prompt + a source video"
         )
     _unknown(fields, _SOURCE_FIELDS, "source-video")
-    nested = fields.get("options") or {}
+    nested = fields.get("options")
+    nested = {} if nested is None else nested
     if not isinstance(nested, dict):
         raise InvalidRequestError("options must be an object")
     options = {name: fields[name] for name in OPTION_FIELDS if name in fields} | nested
@@ -104,9 +108,14 @@ def _coerce_csv(name: str, value: str) -> Any:
 
 
 def _jsonl(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    for number, raw in enumerate(text.splitlines(), start=1):
+    # Only "\n" ends a line: splitlines() would also split at U+2028, U+0085 and friends,
+    # which JSON allows raw inside strings.
+    for number, raw in enumerate(text.split("\n"), start=1):
         stripped = raw.strip()
         if not stripped or stripped.startswith("#"):
+            continue
+        if _UNDECODABLE.search(stripped):
+            yield number, "not valid UTF-8"
             continue
         try:
             value = json.loads(stripped)
@@ -119,12 +128,30 @@ def _jsonl(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
         yield number, value
 
 
+def _csv_rows(reader: Any) -> Iterator[list[str] | csv.Error]:
+    """The rows, with a row the csv module rejects (a field over its size limit) in its place:
+    the reader goes on with the next line after it."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield exc
+
+
 def _csv(text: str, name: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
     reader = csv.reader(io.StringIO(text, newline=""))
     header: list[str] | None = None
     start = 1
-    for row in reader:
+    for row in _csv_rows(reader):
         line, start = start, reader.line_num + 1
+        if isinstance(row, csv.Error) or any(_UNDECODABLE.search(cell) for cell in row):
+            problem = f"not valid CSV ({row})" if isinstance(row, csv.Error) else "not valid UTF-8"
+            if header is None:
+                raise ManifestError(f"{name}: line {line}: the header is {problem}")
+            yield line, problem
+            continue
         if not any(cell.strip() for cell in row):
             continue
         if header is None:
@@ -153,8 +180,9 @@ def parse_manifest(path: str | Path) -> list[ManifestLine]:
     """Read a manifest; ``.csv`` is CSV with a header row, anything else JSON Lines."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+        # Bytes that are not UTF-8 spoil their own line only (see _UNDECODABLE).
+        text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
+    except OSError as exc:
         raise ManifestError(f"cannot read manifest {path}: {exc}") from None
     is_csv = path.suffix.lower() == ".csv"
     rows = _csv(text, path.name) if is_csv else _jsonl(text)

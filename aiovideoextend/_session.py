@@ -6,6 +6,7 @@ import asyncio
 import collections
 import enum
 import logging
+import math
 import os
 import random
 import time
@@ -24,7 +25,8 @@ from ._config import Limits, PollPolicy, Retries, Timeouts
 from ._converter import parse_error, parse_recover, parse_status, parse_submission
 from ._http import Response, Transport, UnsentError, is_loopback
 from ._job import Job
-from ._limiter import RateLimiter, shared_limiter
+from ._limiter import shared_limiter
+from ._limiter_api import Limiter
 from ._poll import PollScheduler
 from ._requests import MidjourneyExtend, SourceExtend
 from .exceptions import (
@@ -91,17 +93,28 @@ class Session:
         retries: Retries | None = None,
         http_session: aiohttp.ClientSession | None = None,
         time_scale: float = 1.0,
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
         on_event: EventHook | None = None,
         verify_ssl: bool = True,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("NANOGPT_API_KEY")
-        if not key or not key.strip():
+        if not isinstance(key, str) or not key.strip():
             raise InvalidRequestError("no API key: pass api_key= or set NANOGPT_API_KEY")
-        if isinstance(time_scale, bool) or not time_scale > 0:
-            raise InvalidRequestError(f"time_scale must be > 0, got {time_scale!r}")
+        if (
+            isinstance(time_scale, bool)
+            or not isinstance(time_scale, int | float)
+            or not (math.isfinite(time_scale) and time_scale > 0)
+        ):
+            raise InvalidRequestError(
+                f"time_scale must be a finite number > 0, got {time_scale!r:.40}"
+            )
+        if base_url is not None and not isinstance(base_url, str):
+            raise InvalidRequestError(f"base_url must be a string, got {type(base_url).__name__}")
         base = base_url or os.environ.get("NANOGPT_BASE_URL") or DEFAULT_BASE_URL
-        url = URL(base.rstrip("/") + "/")
+        try:
+            url = URL(base.rstrip("/") + "/")
+        except ValueError:
+            url = URL()
         if url.scheme not in ("http", "https") or not url.host:
             raise InvalidRequestError(f"base_url must be an http(s) URL, got {base!r}")
         if url.scheme == "http" and not is_loopback(url.host):
@@ -134,6 +147,9 @@ class Session:
         self._claimed: set[str] = set()
         self._sending: collections.Counter[str] = collections.Counter()
         self._send_done: asyncio.Condition | None = None
+        self._submit_locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(
+            asyncio.Lock
+        )
         self._rng = random.Random()
 
     def __repr__(self) -> str:
@@ -296,6 +312,15 @@ class Session:
             payload = await asyncio.to_thread(request.payload)
         else:
             payload = request.payload()
+        # One submit of a model at a time: a lost answer can then only be matched with its own
+        # run. Two lost at once could take each other's runs (one body paid twice, the other
+        # never sent). The rate limits allow about one submit a second anyway.
+        async with self._submit_locks[request.model]:
+            return await self._submit(transport, request, payload)
+
+    async def _submit(
+        self, transport: Transport, request: MidjourneyExtend | SourceExtend, payload: Any
+    ) -> Job:
         route, model = request.route, request.model
         retries = self._retries
         attempt = 0
@@ -335,12 +360,22 @@ class Session:
                     cause = str(error)
             log.warning("submit of %s: outcome unknown (%s); reconciling", model, cause)
             source = request.run_id if isinstance(request, MidjourneyExtend) else None
-            run = await self._reconcile(model, started, cause, exclude=source)
+            try:
+                run = await self._reconcile(model, started, cause, exclude=source)
+            except (APIError, TransportError, ResponseDecodeError) as exc:
+                # Not knowing is not "nothing was created": the caller must not resubmit.
+                raise AmbiguousSubmitError(
+                    f"submit of {model} failed ({cause}) and recover could not tell whether it "
+                    f"created a run ({exc}); nothing was resubmitted",
+                    model=model,
+                    cause=cause,
+                ) from exc
             if run is not None:
                 return self._adopt(Submission(run.run_id, model, run.status or JobStatus.PENDING))
             if attempt >= retries.attempts:
                 raise TransportError(f"submit of {model} failed {attempt} times: {cause}")
             log.warning("submit of %s created no run; sending it again", model)
+            await self._backoff(attempt, cause)
 
     def _adopt(self, submission: Submission) -> Job:
         run_id = submission.run_id
@@ -521,13 +556,27 @@ class Session:
         return video_url
 
     async def download(
-        self, result: VideoResult, dest: str | os.PathLike[str], *, overwrite: bool = False
+        self,
+        result: VideoResult,
+        dest: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        max_bytes: int | None = None,
     ) -> Path:
-        """Stream a finished job's video to ``dest`` (file, or directory for ``<run_id>.mp4``)."""
+        """Stream a finished job's video to ``dest`` (file, or directory for ``<run_id>.mp4``).
+
+        Only http(s) URLs; the name comes from the run id, never from the server; a video over
+        ``max_bytes`` raises :class:`DownloadError` and leaves nothing behind.
+        """
         from ._download import download_video  # noqa: PLC0415  (batch feature, loaded lazily)
 
         return await download_video(
-            self.http, result.video_url, Path(dest), run_id=result.run_id, overwrite=overwrite
+            self.http,
+            result.video_url,
+            Path(dest),
+            run_id=result.run_id,
+            overwrite=overwrite,
+            max_bytes=max_bytes,
         )
 
     def _random(self) -> float:
