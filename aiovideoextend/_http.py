@@ -11,7 +11,7 @@ import io
 import ipaddress
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -85,8 +85,10 @@ class Transport:
         params: Mapping[str, str] | None = None,
         body: Any = None,
         overall_held: bool = False,
+        admit: Callable[[], Awaitable[None]] | None = None,
     ) -> Response:
-        """One attempt. ``overall_held``: the caller already holds a slot of the overall budget."""
+        """One attempt. ``overall_held``: the caller already holds a slot of the overall budget.
+        ``admit`` is awaited once the slots are ours, right before the request leaves."""
         windows: list[Window] = []
         if budget != "overall":
             windows.append(self.limiter.budget(budget))
@@ -97,6 +99,8 @@ class Transport:
             for window in windows:
                 await window.acquire(self.on_wait)
                 taken.append(window)
+            if admit is not None:
+                await admit()
         except BaseException:
             for window in taken:
                 window.cancel()

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import enum
 import logging
 import math
 import os
 import random
-import time
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
@@ -28,6 +25,7 @@ from ._job import Job
 from ._limiter import shared_limiter
 from ._limiter_api import Limiter
 from ._poll import PollScheduler
+from ._reconcile import LostSubmit, NotNow, SubmitGuard, Ticket, body_key
 from ._requests import MidjourneyExtend, SourceExtend
 from .exceptions import (
     AmbiguousSubmitError,
@@ -145,10 +143,13 @@ class Session:
         self._scheduler = PollScheduler(self)
         self._jobs: weakref.WeakValueDictionary[str, Job] = weakref.WeakValueDictionary()
         self._claimed: set[str] = set()
-        self._sending: collections.Counter[str] = collections.Counter()
-        self._send_done: asyncio.Condition | None = None
-        self._submit_locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(
-            asyncio.Lock
+        self._guard = SubmitGuard(
+            self._recover_for,
+            self._claimed,
+            since=self._reconcile_since,
+            settle_timeout=self._timeouts.total,
+            # A careful spell of one rate-limit window of the submit endpoints.
+            cooldown=5 * self.limits.generate.period,
         )
         self._rng = random.Random()
 
@@ -192,7 +193,6 @@ class Session:
             on_wait=self._on_wait,
             ssl=self._verify_ssl,
         )
-        self._send_done = asyncio.Condition()
         self._state = _State.OPENED
 
     def _ready(self) -> Transport:
@@ -312,56 +312,72 @@ class Session:
             payload = await asyncio.to_thread(request.payload)
         else:
             payload = request.payload()
-        # One submit of a model at a time: a lost answer can then only be matched with its own
-        # run. Two lost at once could take each other's runs (one body paid twice, the other
-        # never sent). The rate limits allow about one submit a second anyway.
-        async with self._submit_locks[request.model]:
-            return await self._submit(transport, request, payload)
+        return await self._submit(transport, request, payload)
 
     async def _submit(
         self, transport: Transport, request: MidjourneyExtend | SourceExtend, payload: Any
     ) -> Job:
         route, model = request.route, request.model
         retries = self._retries
+        guard = self._guard
+        source = request.run_id if isinstance(request, MidjourneyExtend) else None
         attempt = 0
         while True:
             attempt += 1
-            started = time.time()
-            self._sending[model] += 1
-            response: Response | None = None
+            # Entered after the rate limiter, right before the request leaves: only requests
+            # on the wire can lose an answer, and a careful spell must hold back queued ones.
+            ticket = Ticket(guard, model)
+            lost: LostSubmit | None = None
             try:
-                response = await transport.send(route, "POST", self._urls[route], body=payload)
-            except UnsentError as exc:
-                if attempt >= retries.attempts:
-                    raise
-                await self._backoff(attempt, str(exc))
-                continue
-            except TransportError as exc:
-                cause = str(exc)
-            finally:
-                self._sending[model] -= 1
-                await self._notify_sent()
-            if response is not None:
-                status = response.status
-                if 200 <= status < 300:
-                    try:
-                        return self._adopt(parse_submission(response.json(), model))
-                    except ResponseDecodeError as exc:
-                        cause = str(exc)
+                try:
+                    response = await transport.send(
+                        route, "POST", self._urls[route], body=payload, admit=ticket.enter
+                    )
+                except NotNow:
+                    attempt -= 1  # nothing was sent: this was no attempt
+                    await guard.ready(model)
+                    continue
+                except UnsentError:
+                    if attempt >= retries.attempts:
+                        raise
+                    cause = ""
+                except TransportError as exc:
+                    cause = str(exc)
+                    lost = LostSubmit(
+                        model, body_key(payload), ticket.started, cause, exclude=source
+                    )
                 else:
-                    error = self._api_error(response)
-                    if isinstance(error, RateLimitError):
-                        self._rate_limited(route, error)
-                        if attempt >= retries.attempts:
-                            raise error
-                        continue
-                    if not isinstance(error, ServerError):
-                        raise error
-                    cause = str(error)
+                    status = response.status
+                    if 200 <= status < 300:
+                        try:
+                            # Adopted before leaving the guard: a reconciliation running for
+                            # a lost sibling must see this run as claimed.
+                            return self._adopt(parse_submission(response.json(), model))
+                        except ResponseDecodeError as exc:
+                            cause = str(exc)
+                    else:
+                        error = self._api_error(response)
+                        if isinstance(error, RateLimitError):
+                            self._rate_limited(route, error)
+                            if attempt >= retries.attempts:
+                                raise error from None
+                            continue
+                        if not isinstance(error, ServerError):
+                            raise error from None
+                        cause = str(error)
+                    lost = LostSubmit(
+                        model, body_key(payload), ticket.started, cause, exclude=source
+                    )
+                if lost is not None:
+                    guard.lost(lost)
+            finally:
+                ticket.leave()
+            if lost is None:
+                await self._backoff(attempt, "connection refused: nothing was sent")
+                continue
             log.warning("submit of %s: outcome unknown (%s); reconciling", model, cause)
-            source = request.run_id if isinstance(request, MidjourneyExtend) else None
             try:
-                run = await self._reconcile(model, started, cause, exclude=source)
+                run = await guard.resolve(lost)
             except (APIError, TransportError, ResponseDecodeError) as exc:
                 # Not knowing is not "nothing was created": the caller must not resubmit.
                 raise AmbiguousSubmitError(
@@ -370,6 +386,12 @@ class Session:
                     model=model,
                     cause=cause,
                 ) from exc
+            except AmbiguousSubmitError as exc:
+                self._emit(Event(EventKind.RECONCILED, detail=str(exc)))
+                raise
+            self._emit(
+                Event(EventKind.RECONCILED, run_id=run.run_id if run else None, detail=cause)
+            )
             if run is not None:
                 return self._adopt(Submission(run.run_id, model, run.status or JobStatus.PENDING))
             if attempt >= retries.attempts:
@@ -388,49 +410,13 @@ class Session:
             self._emit(Event(EventKind.SUBMITTED, run_id=run_id, status=submission.status))
         return job
 
-    async def _notify_sent(self) -> None:
-        cond = self._send_done
-        if cond is not None:
-            async with cond:
-                cond.notify_all()
+    async def _recover_for(self, model: str) -> list[RecoveredRun]:
+        return await self.recover(model=model, limit=50)
 
-    async def _reconcile(
-        self, model: str, started: float, cause: str, *, exclude: str | None = None
-    ) -> RecoveredRun | None:
-        """Find the run a submit with an unknown outcome created, if any."""
-        cond = self._send_done
-        if cond is not None and self._sending[model]:
-            # Our other submits of this model are still out: once back, their runs are
-            # claimed and cannot be mistaken for this one.
-            try:
-                async with asyncio.timeout(self._timeouts.total), cond:
-                    await cond.wait_for(lambda: not self._sending[model])
-            except TimeoutError:
-                pass
-        runs = await self.recover(model=model, limit=50)
-        transport = self._ready()
-        since = started + transport.clock_offset - self._retries.reconcile_skew
-        candidates = [
-            run
-            for run in runs
-            if run.model in (None, model)
-            and run.run_id not in self._claimed
-            and run.run_id != exclude  # the Midjourney run being extended is no candidate
-            and _created_after(run.created_at, since)
-        ]
-        ids = [run.run_id for run in candidates]
-        self._emit(
-            Event(EventKind.RECONCILED, run_id=ids[0] if len(ids) == 1 else None, detail=cause)
-        )
-        if len(candidates) > 1:
-            raise AmbiguousSubmitError(
-                f"submit of {model} failed ({cause}) and {len(ids)} new runs of that model "
-                f"exist: {', '.join(ids)}; none was adopted and nothing was resubmitted",
-                model=model,
-                candidates=ids,
-                cause=cause,
-            )
-        return candidates[0] if candidates else None
+    def _reconcile_since(self, started: float) -> float:
+        """Our wall-clock ``started`` on the server's clock, less the allowed skew."""
+        offset = self._transport.clock_offset if self._transport is not None else 0.0
+        return started + offset - self._retries.reconcile_skew
 
     # --- status and recover ---------------------------------------------------------------
 
@@ -581,16 +567,3 @@ class Session:
 
     def _random(self) -> float:
         return self._rng.random()
-
-
-def _created_after(created_at: str | None, since: float) -> bool:
-    """Whether a run was created at or after ``since`` (an undatable run counts: it may be ours)."""
-    if not created_at:
-        return True
-    try:
-        stamp = datetime.fromisoformat(created_at)
-    except ValueError:
-        return True
-    if stamp.tzinfo is None:
-        return True
-    return stamp.timestamp() >= since

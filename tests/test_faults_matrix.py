@@ -146,18 +146,63 @@ async def test_fault_cell(make_emulator, kind, flow, route, dose):
 @pytest.mark.parametrize("lost_first", [True, False])
 async def test_concurrent_lost_answers_never_swap_runs(emu: Emulator, session, lost, lost_first):
     """Submits of one model at once: one creates a run and loses its answer, another fails
-    before creating anything. Each request ends with a run of its own body, paid once."""
+    before creating anything. No body is paid twice and no run is given to another body: each
+    request ends with a run of its own body, or (when the lost runs cannot be told apart)
+    AmbiguousSubmitError naming every candidate."""
     faults = [Fault("generate", lost, count=1), Fault("generate", "server_error", count=1)]
     for fault in faults if lost_first else faults[::-1]:
         emu.faults.add(fault)
     prompts = [f"concurrent {n}" for n in range(4)]
+    outcomes = await asyncio.gather(
+        *(session.extend("veo3-1-extend", p, video_url=MP4_URL) for p in prompts),
+        return_exceptions=True,
+    )
+    bodies = {entry.run_id: entry.payload["prompt"] for entry in emu.ledger}
+    adopted = set()
+    candidates = set()
+    for prompt, outcome in zip(prompts, outcomes, strict=True):
+        if isinstance(outcome, ave.AmbiguousSubmitError):
+            candidates.update(outcome.candidates)
+        else:
+            assert isinstance(outcome, ave.Job), outcome
+            assert bodies[outcome.run_id] == prompt
+            adopted.add(outcome.run_id)
+    assert emu.duplicate_charges() == 0
+    assert set(bodies) == adopted | candidates  # no paid run is lost from sight
+
+
+@pytest.mark.parametrize("lost", ["malformed_json", "ambiguous", "missing_fields"])
+async def test_after_a_lost_answer_submits_go_one_at_a_time(emu: Emulator, session, lost):
+    """In the careful spell after a lost answer, lost answers are each matched to their own run."""
+    emu.faults.add(Fault("generate", "reset", count=1))
+    first = await session.extend("veo3-1-extend", "first", video_url=MP4_URL)
+    emu.faults.add(Fault("generate", lost, count=1))
+    emu.faults.add(Fault("generate", "server_error", count=1))
+    prompts = [f"careful {n}" for n in range(4)]
     jobs = await asyncio.gather(
         *(session.extend("veo3-1-extend", p, video_url=MP4_URL) for p in prompts)
     )
     bodies = {entry.run_id: entry.payload["prompt"] for entry in emu.ledger}
-    assert [bodies.get(job.run_id) for job in jobs] == prompts
-    assert len(emu.ledger) == len(prompts)
+    assert bodies[first.run_id] == "first"
+    assert [bodies[job.run_id] for job in jobs] == prompts
+    assert len(emu.ledger) == 5
     assert emu.duplicate_charges() == 0
+
+
+async def test_concurrent_submits_leave_together_in_good_times(emu: Emulator, session):
+    """Without trouble, submits of one model are not serialised: all are out before any answer."""
+    emu.faults.add(Fault("generate", "slow", count=8, delay=0.05))
+    seen_at_first_answer: list[int] = []
+
+    def on_event(event: ave.Event) -> None:
+        if event.kind is ave.EventKind.SUBMITTED and not seen_at_first_answer:
+            seen_at_first_answer.append(emu.stats.requests["generate"])
+
+    session.add_event_hook(on_event)
+    await asyncio.gather(
+        *(session.extend("veo3-1-extend", f"p{n}", video_url=MP4_URL) for n in range(8))
+    )
+    assert seen_at_first_answer == [8]
 
 
 async def test_recover_down_while_reconciling_is_ambiguous_not_resubmitted(
