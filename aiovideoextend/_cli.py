@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import hashlib
 import json
 import os
 import shlex
 import signal
 import sys
 import tempfile
+import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -27,6 +30,8 @@ from .exceptions import InvalidRequestError, JobError, JournalError, ManifestErr
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Sequence
 
+    from ._journal_api import JournalStore
+    from ._limiter_api import Limiter
     from ._session import Session
 
 __all__ = ["main"]
@@ -51,16 +56,33 @@ class UsageError(Exception):
     """A problem with how the command was called: exit 2 with the message."""
 
 
-def _session(args: argparse.Namespace) -> Session:
-    from ._session import Session  # noqa: PLC0415
-
+def _api_key(args: argparse.Namespace) -> str:
     key = os.environ.get(args.api_key_env, "").strip()
     if not key:
         raise UsageError(f"no API key: set the {args.api_key_env} environment variable")
+    return key
+
+
+def _session(args: argparse.Namespace, limiter: Limiter | None = None) -> Session:
+    from ._session import Session  # noqa: PLC0415
+
+    key = _api_key(args)
     try:
-        return Session(key, base_url=args.base_url, time_scale=args.time_scale)
+        return Session(key, base_url=args.base_url, time_scale=args.time_scale, limiter=limiter)
     except InvalidRequestError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _hide_password(arg: str) -> str:
+    """``redis://user:secret@host`` -> ``redis://user:***@host`` (for anything printed)."""
+    if "://" not in arg or "@" not in arg:
+        return arg
+    parts = urllib.parse.urlsplit(arg)
+    if parts.password is None:
+        return arg
+    user = f"{parts.username}:***" if parts.username else ":***"
+    netloc = user + "@" + parts.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def _resume_command(argv: Sequence[str]) -> str:
@@ -68,7 +90,7 @@ def _resume_command(argv: Sequence[str]) -> str:
     command = (
         ["aiovideoextend"] if prog == "aiovideoextend" else [sys.executable, "-m", "aiovideoextend"]
     )
-    return shlex.join([*command, *argv])
+    return shlex.join([*command, *(_hide_password(arg) for arg in argv)])
 
 
 async def _run_batch(
@@ -76,7 +98,7 @@ async def _run_batch(
     lines: list[ManifestLine],
     *,
     display: Display,
-    journal: Journal,
+    journal: Journal | JournalStore,
     results: ResultsFile | None,
     args: argparse.Namespace,
 ) -> tuple[int, bool]:
@@ -132,19 +154,24 @@ async def cmd_batch(args: argparse.Namespace) -> int:
         lines = parse_manifest(manifest)
     except ManifestError as exc:
         raise UsageError(str(exc)) from None
-    session = _session(args)
-    journal_path = Path(args.journal or _default_beside(manifest, ".journal"))
     results_path = Path(args.results or _default_beside(manifest, ".results.jsonl"))
-    try:
-        journal = Journal(journal_path)
-    except JournalError as exc:
-        raise UsageError(str(exc)) from None
     display = make_display(Tally(total=len(lines)), json_output=args.json)
-    with journal, ResultsFile(results_path) as results:
-        async with session:
-            code, interrupted = await _run_batch(
-                session, lines, display=display, journal=journal, results=results, args=args
-            )
+    if args.redis is not None:
+        code, interrupted = await _batch_on_redis(args, manifest, lines, display, results_path)
+    else:
+        if args.batch_id is not None:
+            raise UsageError("--batch-id goes with --redis")
+        session = _session(args)
+        journal_path = Path(args.journal or _default_beside(manifest, ".journal"))
+        try:
+            journal = Journal(journal_path)
+        except JournalError as exc:
+            raise UsageError(str(exc)) from None
+        with journal, ResultsFile(results_path) as results:
+            async with session:
+                code, interrupted = await _run_batch(
+                    session, lines, display=display, journal=journal, results=results, args=args
+                )
     if interrupted:
         command = _resume_command(args.argv)
         display.message(
@@ -153,6 +180,51 @@ async def cmd_batch(args: argparse.Namespace) -> int:
     else:
         display.message(f"results: {results_path}", results=str(results_path))
     return code
+
+
+async def _batch_on_redis(
+    args: argparse.Namespace,
+    manifest: Path,
+    lines: list[ManifestLine],
+    display: Display,
+    results_path: Path,
+) -> tuple[int, bool]:
+    """One worker of a batch shared through Redis: one rate budget, one journal, N workers."""
+    if args.journal is not None:
+        raise UsageError("--journal and --redis exclude each other: the journal is in Redis")
+    try:
+        from ._config import Limits  # noqa: PLC0415
+        from .redis_journal import RedisJournal  # noqa: PLC0415
+        from .redis_limiter import RedisRateLimiter  # noqa: PLC0415
+    except ImportError:
+        raise UsageError("--redis needs redis-py: pip install 'aiovideoextend[redis]'") from None
+    # Workers with the same key share one budget; the key itself never goes to Redis.
+    key_hash = hashlib.sha256(_api_key(args).encode()).hexdigest()[:16]
+    content = await asyncio.to_thread(manifest.read_bytes)
+    batch_id = args.batch_id or hashlib.sha256(content).hexdigest()[:32]
+    try:
+        limiter = RedisRateLimiter(
+            args.redis,
+            Limits().scaled(args.time_scale),
+            prefix=f"{args.redis_prefix}:limits:{key_hash}",
+            lease=args.lease,
+        )
+        journal = RedisJournal(args.redis, batch_id, prefix=args.redis_prefix, lease=args.lease)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    display.message(
+        f"shared batch {batch_id} as worker {journal.worker_id}",
+        batch_id=batch_id,
+        worker=journal.worker_id,
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(limiter)
+        await stack.enter_async_context(journal)
+        results = stack.enter_context(ResultsFile(results_path))
+        session = await stack.enter_async_context(_session(args, limiter=limiter))
+        return await _run_batch(
+            session, lines, display=display, journal=journal, results=results, args=args
+        )
 
 
 def _demo_lines(midjourney: list[str], count: int) -> list[ManifestLine]:
@@ -356,6 +428,25 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("manifest", help="JSONL or CSV, one request per line")
     batch.add_argument("--results", metavar="PATH", help="JSONL results (default: beside it)")
     batch.add_argument("--journal", metavar="PATH", help="journal (default: beside the manifest)")
+    shared = batch.add_argument_group(
+        "scale-out", "run N copies of the same command (on N hosts) to split the batch"
+    )
+    shared.add_argument(
+        "--redis", metavar="URL", help="share the rate budget and the journal in this Redis"
+    )
+    shared.add_argument(
+        "--batch-id", metavar="ID", help="the shared batch's name (default: manifest hash)"
+    )
+    shared.add_argument(
+        "--redis-prefix", default="aiovideoextend", metavar="PREFIX", help="key prefix"
+    )
+    shared.add_argument(
+        "--lease",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="a dead worker's jobs pass to the others this long after it stops (default: 30)",
+    )
     _batch_options(batch)
     _connection_options(batch)
     batch.set_defaults(handler=cmd_batch)

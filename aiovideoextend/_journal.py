@@ -34,9 +34,9 @@ import attrs
 from .exceptions import JournalError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Collection, Iterable, Iterator
 
-__all__ = ["SCHEMA_VERSION", "Journal", "JournalEntry", "JournalError"]
+__all__ = ["SCHEMA_VERSION", "Journal", "JournalEntry", "JournalError", "LocalJournalStore"]
 
 SCHEMA_VERSION: Final = 1
 
@@ -90,6 +90,11 @@ class JournalEntry:
     precharge: float | None = None
     #: the finished outcome as a JSON-able dict (see ``BatchOutcome.to_dict``)
     outcome: dict[str, Any] | None = None
+    #: shared journals only: the worker that holds the entry, whether its lease is still
+    #: running, and whether it took the entry over from a worker whose lease lapsed
+    owner: str | None = None
+    owner_alive: bool = False
+    adopted: bool = False
 
 
 class Journal:
@@ -318,3 +323,58 @@ class Journal:
             "SELECT MIN(seq) FROM snapshots WHERE model = ? AND complete = 1", (model,)
         ).fetchone()
         return None if row[0] is None else int(row[0])
+
+
+class LocalJournalStore:
+    """A :class:`Journal` seen through the async :class:`~aiovideoextend.JournalStore` protocol.
+
+    One writer per file (the lock), so every entry is its own and nothing is shared: an
+    unresolved intent found at the start belongs to a crashed earlier run.
+    """
+
+    shared: Final = False
+    worker_id: Final = None
+    poll_interval: Final = 1.0
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    async def entries(self, entry_ids: Collection[str] | None = None) -> dict[str, JournalEntry]:
+        found = self.journal.entries()
+        if entry_ids is None:
+            return found
+        return {entry_id: found[entry_id] for entry_id in entry_ids if entry_id in found}
+
+    async def known_runs(self, model: str) -> dict[str, int]:
+        return self.journal.known_runs(model)
+
+    async def complete_snapshot_seq(self, model: str) -> int | None:
+        return self.journal.complete_snapshot_seq(model)
+
+    async def record_intent(
+        self, entry_id: str, *, request_key: str, model: str, position: int
+    ) -> bool:
+        self.journal.record_intent(
+            entry_id, request_key=request_key, model=model, position=position
+        )
+        return True
+
+    async def record_submitted(self, entry_id: str, run_id: str, precharge: float | None) -> None:
+        self.journal.record_submitted(entry_id, run_id, precharge)
+
+    async def record_finished(self, entry_id: str, outcome: dict[str, Any]) -> None:
+        self.journal.record_finished(entry_id, outcome)
+
+    async def forget_intent(self, entry_id: str) -> None:
+        self.journal.forget_intent(entry_id)
+
+    async def release(self, entry_id: str) -> None:
+        """Nothing to hand over: the next run of the batch picks the entry up."""
+
+    async def adopt(self, entry_id: str) -> JournalEntry | None:
+        return self.journal.get(entry_id)
+
+    async def record_known_runs(
+        self, model: str, run_ids: Iterable[str], *, complete: bool
+    ) -> None:
+        self.journal.record_known_runs(model, run_ids, complete=complete)

@@ -63,7 +63,7 @@ class BatchOutcome:
     precharge: float | None = None
     #: where the video was downloaded to
     path: str | None = None
-    #: the outcome came from the journal of an earlier run
+    #: the outcome came from the journal (an earlier run, or another worker of a shared batch)
     resumed: bool = False
     #: for ``ambiguous``: the runs that might be this request's
     candidates: tuple[str, ...] = ()

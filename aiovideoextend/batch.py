@@ -8,6 +8,11 @@ With a ``journal`` (a path or a :class:`Journal`) the batch survives a crash or 
 again with the same requests and finished requests come back from the journal, submitted ones
 are attached to again, and an intent whose answer was lost is reconciled through
 ``generate-video/recover``, never blindly resubmitted. See ``docs/batch.md``.
+
+A shared journal (:class:`~aiovideoextend.redis_journal.RedisJournal`, any
+:class:`JournalStore` with ``shared`` true) lets several workers run one batch: each entry is
+claimed by the worker that records its intent, the others watch it, and an entry whose worker's
+lease lapsed is adopted by one of them (see ``docs/scale-out.md``).
 """
 
 from __future__ import annotations
@@ -16,14 +21,15 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
 from ._download import download_video
-from ._journal import Journal, JournalEntry
+from ._journal import Journal, JournalEntry, LocalJournalStore
+from ._journal_api import JournalStore
 from ._manifest import ManifestLine, parse_manifest, request_from_fields
 from ._requests import MidjourneyExtend, SourceExtend
 from ._results import FINISHED_STATUSES, BatchItem, BatchOutcome, BatchUpdate
@@ -61,6 +67,7 @@ __all__ = [
     "Journal",
     "JournalEntry",
     "JournalError",
+    "JournalStore",
     "ManifestError",
     "ManifestLine",
     "download_video",
@@ -123,22 +130,42 @@ def _candidates(
 ) -> tuple[list[str], bool]:
     """The runs a lost submit may have created, and whether that list can be trusted.
 
-    ``runs`` is newest first. A run the journal knew before the intent (claimed by an earlier
-    submit, or seen in a snapshot) marks where "before the intent" begins: submits of one model
-    are serialised, so the lost one was created after it. No clocks are compared.
+    ``runs`` is newest first. A run the journal knew before the intent (claimed by a submit
+    answered before it, or seen in a snapshot taken before it) marks where "before the intent"
+    begins: the lost submit left after the intent, so its run is newer. A run claimed later
+    belongs to another entry; any other run (unknown, or first seen after the intent) is a
+    candidate. Only the journal's sequence numbers are compared, never clocks, so this holds
+    for concurrent submits of many workers sharing one journal too.
     """
     found: list[str] = []
     for run in runs:
         if run.model not in (None, model):
             continue
-        seen_at = claimed.get(run.run_id, known.get(run.run_id))
-        if seen_at is None:
-            found.append(run.run_id)
-        elif seen_at < intent_seq:
+        claimed_at, known_at = claimed.get(run.run_id), known.get(run.run_id)
+        if (claimed_at is not None and claimed_at < intent_seq) or (
+            known_at is not None and known_at < intent_seq
+        ):
             return found, True
+        if claimed_at is None:
+            found.append(run.run_id)
     complete = len(runs) < _RECOVER_LIMIT
     trusted = complete and snapshot_seq is not None and snapshot_seq < intent_seq
     return found, trusted or (complete and not found)
+
+
+def _open_live(
+    records: Iterable[JournalEntry], model: str, exclude: Collection[str]
+) -> dict[str, int]:
+    """Intents of ``model`` whose live worker is still waiting for the answer, with their seq."""
+    return {
+        r.entry_id: r.intent_seq
+        for r in records
+        if r.state == "intent"
+        and r.model == model
+        and r.entry_id not in exclude
+        and r.owner_alive
+        and not r.adopted
+    }
 
 
 class _Runner:
@@ -147,7 +174,7 @@ class _Runner:
         session: Session,
         entries: list[_Entry],
         *,
-        journal: Journal | None,
+        journal: JournalStore | None,
         max_in_flight: int | None,
         max_cost: float | None,
         min_balance: float | None,
@@ -172,7 +199,15 @@ class _Runner:
         self.balance: float | None = None
         self.by_run: dict[str, _Entry] = {}
         self.submitting: dict[str, set[_Entry]] = collections.defaultdict(set)
-        self.lanes: dict[str, list[_Entry]] = collections.defaultdict(list)
+        self.lanes: dict[str, collections.deque[_Entry]] = collections.defaultdict(
+            collections.deque
+        )
+        self.lane_tasks: dict[str, asyncio.Task[None]] = {}
+        self.snapshotted: set[str] = set()
+        self.started = False
+        #: shared journals: entries another live worker holds, by entry id
+        self.watched: dict[str, _Entry] = {}
+        self.watcher: asyncio.Task[None] | None = None
         self.unresolved: dict[str, list[tuple[_Entry, JournalEntry]]] = collections.defaultdict(
             list
         )
@@ -182,10 +217,11 @@ class _Runner:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
@@ -221,14 +257,19 @@ class _Runner:
         self.queue.put_nowait(outcome)
         return outcome
 
-    def _finish(self, entry: _Entry, status: str, **fields: Any) -> None:
+    async def _finish(self, entry: _Entry, status: str, **fields: Any) -> None:
         """A final outcome: journal it first, then report it."""
         if self.journal is not None:
             stored = {name: fields.get(name) for name in _STORED if name != "status"}
             stored["status"] = status
             stored["candidates"] = list(fields.get("candidates", ()))
-            self.journal.record_finished(entry.entry_id, stored)
+            await self.journal.record_finished(entry.entry_id, stored)
         self._emit(entry, status, **fields)
+
+    async def _release(self, entry: _Entry) -> None:
+        """An unfinished entry this worker gives up on: another worker may adopt it now."""
+        if self.journal is not None:
+            await self.journal.release(entry.entry_id)
 
     def _on_event(self, event: Event) -> None:
         if event.kind is EventKind.STATUS_CHANGED and event.run_id in self.by_run:
@@ -249,7 +290,7 @@ class _Runner:
     async def run(self) -> AsyncIterator[BatchOutcome]:
         self.session.add_event_hook(self._on_event)
         try:
-            self._plan()
+            await self._plan()
             self._spawn(self._drive())
             for _ in self.entries:
                 item = await self.queue.get()
@@ -263,10 +304,11 @@ class _Runner:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _plan(self) -> None:
+    async def _plan(self) -> None:
         """Sort entries: invalid, finished earlier, submitted earlier, lost intents, to submit."""
-        records = self.journal.entries() if self.journal is not None else {}
-        if self.journal is not None:
+        journal = self.journal
+        records = await journal.entries() if journal is not None else {}
+        if journal is not None:
             self.spent = sum(
                 r.precharge or 0.0
                 for r in records.values()
@@ -281,28 +323,96 @@ class _Runner:
             if record is None:
                 self.lanes[request.model].append(entry)
                 self._update(entry, "queued")
-            elif record.state == "finished":
-                stored = dict(record.outcome or {})
-                status = stored.pop("status", "failed")
-                stored["candidates"] = tuple(stored.get("candidates") or ())
-                fields = {k: v for k, v in stored.items() if k in (*_STORED, "candidates")}
-                if status == "completed" and self.download is not None:
-                    self._spawn(self._deliver(entry, resumed=True, **fields))
-                else:
-                    self._emit(entry, status, resumed=True, **fields)
-            elif record.state == "submitted" and record.run_id is not None:
-                self._attach(entry, record.run_id, record.precharge, resumed=True)
             else:
-                self.unresolved[request.model].append((entry, record))
+                await self._take_over(entry, record, self.unresolved)
+
+    async def _take_over(
+        self,
+        entry: _Entry,
+        record: JournalEntry,
+        unresolved: dict[str, list[tuple[_Entry, JournalEntry]]],
+    ) -> None:
+        """An entry the journal knows: report it, follow its run, or queue its lost intent."""
+        journal = self.journal
+        assert journal is not None  # noqa: S101
+        assert entry.request is not None  # noqa: S101
+        if journal.shared and record.state != "finished":
+            if record.owner_alive and record.owner != journal.worker_id:
+                self._watch(entry)
+                return
+            # Its worker is gone (or let it go): take it over, unless another survivor did.
+            adopted = await journal.adopt(entry.entry_id)
+            if adopted is None:
+                self._watch(entry)
+                return
+            record = adopted
+        if record.state == "finished":
+            stored = dict(record.outcome or {})
+            status = stored.pop("status", "failed")
+            stored["candidates"] = tuple(stored.get("candidates") or ())
+            fields = {k: v for k, v in stored.items() if k in (*_STORED, "candidates")}
+            if status == "completed" and self.download is not None:
+                self._spawn(self._deliver(entry, resumed=True, **fields))
+            else:
+                self._emit(entry, status, resumed=True, **fields)
+        elif record.state == "submitted" and record.run_id is not None:
+            self._attach(entry, record.run_id, record.precharge, resumed=True)
+        else:
+            unresolved[entry.request.model].append((entry, record))
+
+    def _watch(self, entry: _Entry) -> None:
+        """Another live worker holds the entry: report it when it ends, adopt it if that worker
+        goes away."""
+        self.watched[entry.entry_id] = entry
+        self._update(entry, "elsewhere")
+        if self.watcher is None or self.watcher.done():
+            self.watcher = self._spawn(self._watch_loop())
+
+    async def _watch_loop(self) -> None:
+        journal = self.journal
+        assert journal is not None  # noqa: S101
+        while self.watched:
+            await asyncio.sleep(journal.poll_interval)
+            records = await journal.entries(list(self.watched))
+            unresolved: dict[str, list[tuple[_Entry, JournalEntry]]] = collections.defaultdict(list)
+            for entry_id, entry in list(self.watched.items()):
+                record = records.get(entry_id)
+                if (
+                    record is not None
+                    and record.state != "finished"
+                    and record.owner_alive
+                    and record.owner != journal.worker_id
+                ):
+                    continue
+                del self.watched[entry_id]
+                if record is None:
+                    # Its worker forgot the intent (the server refused it): unclaimed again.
+                    assert entry.request is not None  # noqa: S101
+                    self.lanes[entry.request.model].append(entry)
+                    self._update(entry, "queued")
+                    self._start_lane(entry.request.model)
+                else:
+                    await self._take_over(entry, record, unresolved)
+            for model, items in unresolved.items():
+                self._spawn(self._reconcile(model, items))
 
     async def _drive(self) -> None:
         await asyncio.gather(*(self._reconcile(m, items) for m, items in self.unresolved.items()))
-        for lane in self.lanes.values():
-            lane.sort(key=lambda e: e.index)
-        await asyncio.gather(*(self._lane(model, lane) for model, lane in self.lanes.items()))
+        self.unresolved.clear()
+        self.started = True
+        for model, lane in list(self.lanes.items()):
+            self.lanes[model] = collections.deque(sorted(lane, key=lambda e: e.index))
+            self._start_lane(model)
+
+    def _start_lane(self, model: str) -> None:
+        if not self.started:
+            return  # _drive starts every lane once the lost intents are reconciled
+        task = self.lane_tasks.get(model)
+        if task is None or task.done():
+            self.lane_tasks[model] = self._spawn(self._lane(model))
 
     async def _reconcile(self, model: str, items: list[tuple[_Entry, JournalEntry]]) -> None:
-        """Decide what happened to submits whose answer an earlier run never recorded."""
+        """Decide what happened to submits whose answer their worker never recorded."""
         journal = self.journal
         assert journal is not None  # noqa: S101  (only journal entries are unresolved)
         try:
@@ -311,35 +421,69 @@ class _Runner:
             why = f"could not check for a lost submit through recover: {exc}"
             for entry, _record in items:
                 self._emit(entry, "unfinished", error=why)
+                await self._release(entry)
             # Submitting more of this model could create runs a later check would mistake.
-            for entry in self.lanes.pop(model, []):
-                self._emit(entry, "skipped", error=why)
+            lane = self.lanes.get(model, collections.deque())
+            while lane:
+                self._emit(lane.popleft(), "skipped", error=why)
             return
-        records = journal.entries().values()
-        claimed = {r.run_id: r.submitted_seq or 0 for r in records if r.run_id is not None}
-        known = journal.known_runs(model)
-        snapshot = journal.complete_snapshot_seq(model)
-        for entry, record in sorted(items, key=lambda item: item[1].intent_seq):
-            found, trusted = _candidates(
-                runs,
-                model,
-                intent_seq=record.intent_seq,
-                claimed=claimed,
-                known=known,
-                snapshot_seq=snapshot,
+        mine = {entry.entry_id for entry, _record in items}
+        records = await journal.entries()
+        # Submits of live workers (this one's included) that are on their way may have runs in
+        # `runs` that are not claimed yet: wait until each has its answer recorded (or its
+        # worker is gone). Intents recorded later cannot have runs in `runs`.
+        pending = _open_live(records.values(), model, mine)
+        if pending:
+            while pending:
+                await asyncio.sleep(journal.poll_interval)
+                now = await journal.entries(pending)
+                pending = {
+                    k: seq
+                    for k, seq in _open_live(now.values(), model, mine).items()
+                    if pending.get(k) == seq
+                }
+            records = await journal.entries()
+        claimed = {r.run_id: r.submitted_seq or 0 for r in records.values() if r.run_id}
+        known = await journal.known_runs(model)
+        snapshot = await journal.complete_snapshot_seq(model)
+        # Other lost intents of this model (their workers died; maybe being reconciled by
+        # another worker) could have made any unknown run: none can be attributed then.
+        rivals = any(
+            r.state == "intent"
+            and r.model == model
+            and r.entry_id not in mine
+            and (r.adopted or not r.owner_alive)
+            for r in records.values()
+        )
+        verdicts = [
+            (
+                entry,
+                *_candidates(
+                    runs,
+                    model,
+                    intent_seq=record.intent_seq,
+                    claimed=claimed,
+                    known=known,
+                    snapshot_seq=snapshot,
+                ),
             )
+            for entry, record in sorted(items, key=lambda item: item[1].intent_seq)
+        ]
+        # A run that could be the job of two lost submits is the job of neither for sure.
+        seen = collections.Counter(run for _entry, found, _trusted in verdicts for run in found)
+        for entry, found, trusted in verdicts:
             if trusted and not found:
                 log.info("line %s: the lost submit created no run; submitting it", entry.line)
                 self.lanes[model].append(entry)
-            elif trusted and len(found) == 1:
+                self._start_lane(model)
+            elif trusted and len(found) == 1 and seen[found[0]] == 1 and not rivals:
                 run_id = found[0]
                 log.info("line %s: adopting %s, created by a lost submit", entry.line, run_id)
-                journal.record_submitted(entry.entry_id, run_id, None)
-                claimed[run_id] = 1 << 62
+                await journal.record_submitted(entry.entry_id, run_id, None)
                 self._attach(entry, run_id, None, resumed=True)
             else:
                 listed = ", ".join(found) or "none visible"
-                self._finish(
+                await self._finish(
                     entry,
                     "ambiguous",
                     error=(
@@ -364,16 +508,17 @@ class _Runner:
             return f"balance {self.balance:.2f} is at the {self.min_balance:g} floor"
         return None
 
-    async def _lane(self, model: str, lane: list[_Entry]) -> None:
+    async def _lane(self, model: str) -> None:
         """Submit one model's requests in order, one at a time (see `_candidates`)."""
-        snapshot_taken = self.journal is None
-        for entry in lane:
+        lane = self.lanes[model]
+        while lane:
+            entry = lane.popleft()
             while self.max_in_flight is not None and self.in_flight >= self.max_in_flight:
                 self.slot_freed.clear()
                 await self.slot_freed.wait()
-            if not snapshot_taken:
+            if self.journal is not None and model not in self.snapshotted:
+                self.snapshotted.add(model)
                 await self._snapshot(model)
-                snapshot_taken = True
             # With a spend guard, check-and-submit is one step across all lanes, so that two
             # lanes cannot both pass the check with the money for one.
             guarded = self.max_cost is not None or self.min_balance is not None
@@ -396,27 +541,32 @@ class _Runner:
             log.warning("recover failed (%s); a lost submit of %s may stay ambiguous", exc, model)
             return
         ids = [run.run_id for run in runs]
-        self.journal.record_known_runs(model, ids, complete=len(ids) < _RECOVER_LIMIT)
+        await self.journal.record_known_runs(model, ids, complete=len(ids) < _RECOVER_LIMIT)
 
     async def _submit(self, entry: _Entry) -> None:
         request = entry.request
         assert request is not None  # noqa: S101
         journal = self.journal
         self._update(entry, "submitting")
-        if journal is not None:
-            journal.record_intent(
-                entry.entry_id, request_key=request.key, model=request.model, position=entry.index
-            )
+        if journal is not None and not await journal.record_intent(
+            entry.entry_id, request_key=request.key, model=request.model, position=entry.index
+        ):
+            # Another worker of a shared journal holds it (or finished it already).
+            entry.holds_slot = False
+            self.in_flight -= 1
+            self.slot_freed.set()
+            self._watch(entry)
+            return
         reserve = self.estimates.get(request.model, 0.0)
         self.reserved += reserve
         self.submitting[request.route].add(entry)
         try:
             job = await self.session.submit(request)
         except AmbiguousSubmitError as exc:
-            self._finish(entry, "ambiguous", error=str(exc), candidates=exc.candidates)
+            await self._finish(entry, "ambiguous", error=str(exc), candidates=exc.candidates)
             return
         except (InsufficientBalanceError, AuthenticationError) as exc:
-            self._forget(entry)
+            await self._forget(entry)
             self.stop_reason = f"{exc}"
             status = (
                 "insufficient_balance" if isinstance(exc, InsufficientBalanceError) else "skipped"
@@ -425,15 +575,17 @@ class _Runner:
             return
         except (RateLimitError, TransportError) as exc:
             # The session retried these and knows no job was created: a rerun may try again.
-            self._forget(entry)
+            await self._forget(entry)
             self._emit(entry, "skipped", error=f"not submitted: {exc}")
             return
         except APIError as exc:
-            self._finish(entry, "failed", error=str(exc))
+            await self._finish(entry, "failed", error=str(exc))
             return
         except VideoExtendError as exc:
-            # Unknown whether a job exists: the intent stays for the next run to reconcile.
+            # Unknown whether a job exists: the intent stays for the next run (or another
+            # worker of a shared journal) to reconcile.
             self._emit(entry, "unfinished", error=f"submit outcome unknown: {exc}")
+            await self._release(entry)
             return
         finally:
             self.reserved -= reserve
@@ -441,7 +593,7 @@ class _Runner:
         submission = job.submission
         precharge = submission.cost if submission is not None else None
         if journal is not None:
-            journal.record_submitted(entry.entry_id, job.run_id, precharge)
+            await journal.record_submitted(entry.entry_id, job.run_id, precharge)
         if precharge is not None:
             self.spent += precharge
             self.estimates[request.model] = precharge
@@ -449,9 +601,9 @@ class _Runner:
             self.balance = submission.remaining_balance
         self._follow(entry, job, precharge, resumed=False)
 
-    def _forget(self, entry: _Entry) -> None:
+    async def _forget(self, entry: _Entry) -> None:
         if self.journal is not None:
-            self.journal.forget_intent(entry.entry_id)
+            await self.journal.forget_intent(entry.entry_id)
 
     # -- following jobs ---------------------------------------------------------------------
 
@@ -479,22 +631,24 @@ class _Runner:
         except JobFailedError as exc:
             self._refund(precharge)
             error = exc.user_friendly_error or exc.error or str(exc)
-            self._finish(entry, "failed", error=error, **base)
+            await self._finish(entry, "failed", error=error, **base)
         except JobCancelledError as exc:
             self._refund(precharge)
-            self._finish(entry, "cancelled", error=str(exc), **base)
+            await self._finish(entry, "cancelled", error=str(exc), **base)
         except JobTimeoutError as exc:
             self._emit(entry, "unfinished", error=f"{exc}; rerun to keep waiting", **base)
+            await self._release(entry)
         except (NotFoundError, PermissionDeniedError) as exc:
-            self._finish(entry, "failed", error=str(exc), **base)
+            await self._finish(entry, "failed", error=str(exc), **base)
         except VideoExtendError as exc:
             self._emit(entry, "unfinished", error=f"{exc}; rerun to keep waiting", **base)
+            await self._release(entry)
         else:
             fields = {**base, "video_url": result.video_url, "cost": result.cost}
             if self.journal is not None:
                 stored = {name: fields.get(name) for name in _STORED}
                 stored.update(status="completed", model=job.model, candidates=[])
-                self.journal.record_finished(entry.entry_id, stored)
+                await self.journal.record_finished(entry.entry_id, stored)
             await self._deliver(entry, **fields)
 
     def _refund(self, precharge: float | None) -> None:
@@ -519,7 +673,7 @@ async def run_batch(
     session: Session,
     requests: Iterable[ExtendRequest | BatchItem | ManifestLine | Mapping[str, Any]],
     *,
-    journal: Journal | str | Path | None = None,
+    journal: Journal | JournalStore | str | Path | None = None,
     max_in_flight: int | None = None,
     max_cost: float | None = None,
     min_balance: float | None = None,
@@ -530,7 +684,10 @@ async def run_batch(
 
     ``requests``: request objects, :class:`BatchItem`/:class:`ManifestLine` (with a line number
     or an error) or dicts of manifest fields. ``journal``: a path or an open :class:`Journal`
-    that makes the batch resumable. ``max_in_flight`` bounds the jobs submitted and not yet
+    that makes the batch resumable, or a shared :class:`JournalStore` (such as
+    :class:`~aiovideoextend.redis_journal.RedisJournal`) that splits it across workers: each
+    worker still yields one outcome per request, ``resumed`` for those another one ran.
+    ``max_in_flight`` bounds the jobs submitted and not yet
     finished; ``max_cost`` stops submitting once the precharges would pass it (failed jobs are
     refunded and do not count); ``min_balance`` stops before the account balance the server
     reports would drop below it. ``download``: a directory to stream completed videos into.
@@ -543,11 +700,12 @@ async def run_batch(
     entries = _items(requests)
     own = isinstance(journal, (str, Path))
     opened = Journal(journal) if isinstance(journal, (str, Path)) else journal
+    store = LocalJournalStore(opened) if isinstance(opened, Journal) else opened
     try:
         runner = _Runner(
             session,
             entries,
-            journal=opened,
+            journal=store,
             max_in_flight=max_in_flight,
             max_cost=max_cost,
             min_balance=min_balance,
@@ -557,5 +715,5 @@ async def run_batch(
         async for outcome in runner.run():
             yield outcome
     finally:
-        if own and opened is not None:
+        if own and isinstance(opened, Journal):
             opened.close()
