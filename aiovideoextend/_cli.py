@@ -195,18 +195,17 @@ async def _batch_on_redis(
     try:
         from ._config import Limits  # noqa: PLC0415
         from .redis_journal import RedisJournal  # noqa: PLC0415
-        from .redis_limiter import RedisRateLimiter  # noqa: PLC0415
+        from .redis_limiter import RedisRateLimiter, key_prefix  # noqa: PLC0415
     except ImportError:
         raise UsageError("--redis needs redis-py: pip install 'aiovideoextend[redis]'") from None
-    # Workers with the same key share one budget; the key itself never goes to Redis.
-    key_hash = hashlib.sha256(_api_key(args).encode()).hexdigest()[:16]
     content = await asyncio.to_thread(manifest.read_bytes)
     batch_id = args.batch_id or hashlib.sha256(content).hexdigest()[:32]
     try:
         limiter = RedisRateLimiter(
             args.redis,
             Limits().scaled(args.time_scale),
-            prefix=f"{args.redis_prefix}:limits:{key_hash}",
+            # Workers with the same key share one budget; the key itself never goes to Redis.
+            prefix=key_prefix(_api_key(args), args.redis_prefix),
             lease=args.lease,
         )
         journal = RedisJournal(args.redis, batch_id, prefix=args.redis_prefix, lease=args.lease)

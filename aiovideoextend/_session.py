@@ -92,6 +92,7 @@ class Session:
         http_session: aiohttp.ClientSession | None = None,
         time_scale: float = 1.0,
         limiter: Limiter | None = None,
+        redis: str | None = None,
         on_event: EventHook | None = None,
         verify_ssl: bool = True,
     ) -> None:
@@ -135,7 +136,16 @@ class Session:
         self._origin: Final = url.origin()
         self._own_http = http_session is None
         self._http = http_session
+        if redis is not None:
+            if limiter is not None:
+                raise InvalidRequestError("give limiter= or redis=, not both")
+            if not isinstance(redis, str) or not redis.startswith(
+                ("redis://", "rediss://", "unix://")
+            ):
+                raise InvalidRequestError("redis must be a redis://, rediss:// or unix:// URL")
+        self._redis_url = redis
         self._given_limiter = limiter
+        self._own_limiter: Any = None
         self._verify_ssl = verify_ssl
         self._hooks: list[EventHook] = [on_event] if on_event is not None else []
         self._state = _State.UNOPENED
@@ -182,7 +192,11 @@ class Session:
                 connector=aiohttp.TCPConnector(limit=100),
                 headers={"User-Agent": f"aiovideoextend/{_version()}"},
             )
-        self._limiter = self._given_limiter or shared_limiter(self.base_url, self.limits)
+        if self._redis_url is not None:
+            self._own_limiter = self._redis_limiter(self._redis_url)
+        self._limiter = (
+            self._given_limiter or self._own_limiter or shared_limiter(self.base_url, self.limits)
+        )
         self._transport = Transport(
             http=self._http,
             limiter=self._limiter,
@@ -194,6 +208,15 @@ class Session:
             ssl=self._verify_ssl,
         )
         self._state = _State.OPENED
+
+    def _redis_limiter(self, url: str) -> Limiter:
+        try:
+            from .redis_limiter import RedisRateLimiter, key_prefix  # noqa: PLC0415
+        except ImportError:
+            raise InvalidRequestError(
+                "redis= needs redis-py: pip install 'aiovideoextend[redis]'"
+            ) from None
+        return RedisRateLimiter(url, self.limits, prefix=key_prefix(self._key))
 
     def _ready(self) -> Transport:
         if self._state is _State.UNOPENED:
@@ -215,6 +238,8 @@ class Session:
                 job._interrupt()
             if self._own_http and self._http is not None:
                 await self._http.close()
+            if self._own_limiter is not None:
+                await self._own_limiter.aclose()
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
         if getattr(self, "_state", None) is _State.OPENED and self._own_http:

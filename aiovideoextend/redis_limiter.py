@@ -25,6 +25,7 @@ integer microseconds (exact in a double).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import random
@@ -42,7 +43,7 @@ from redis.commands.core import AsyncScript
 from ._config import Budget, Limits
 from ._limiter_api import LimiterUnavailableError, WaitHook
 
-__all__ = ["LimiterUnavailableError", "RedisRateLimiter", "RedisWindow"]
+__all__ = ["LimiterUnavailableError", "RedisRateLimiter", "RedisWindow", "key_prefix"]
 
 log = logging.getLogger("aiovideoextend")
 
@@ -446,3 +447,9 @@ class RedisRateLimiter:
                     await window._renew()
                 except LimiterUnavailableError as exc:
                     log.warning("%r: cannot renew leases: %s", self, exc)
+
+
+def key_prefix(api_key: str, prefix: str = "aiovideoextend") -> str:
+    """The Redis key prefix of one account's budget: every process using the same API key (and
+    prefix) shares it. Only a hash of the key goes to Redis."""
+    return f"{prefix}:limits:{hashlib.sha256(api_key.encode()).hexdigest()[:16]}"

@@ -600,3 +600,36 @@ def test_the_docs_example_runs(redis_url):
         )
         assert done.returncode == 0, done.stderr
         assert "0 x 429" in done.stdout
+
+
+async def test_session_redis_argument_shares_one_budget(make_emulator, redis_url):
+    """Session(redis=URL): sessions with the same key share one Redis budget; 0 x 429."""
+    emu = await make_emulator(limits={"generate": (5, 60.0)})
+    lim = ave.Limits(generate=ave.Budget(5, 60.0))
+    async with (
+        ave.Session(
+            emu.api_key, base_url=emu.base_url, time_scale=600, limits=lim, redis=redis_url
+        ) as a,
+        ave.Session(
+            emu.api_key, base_url=emu.base_url, time_scale=600, limits=lim, redis=redis_url
+        ) as b,
+    ):
+        assert isinstance(a._limiter, RedisRateLimiter)
+        assert a._limiter is not b._limiter  # two "processes", one budget in Redis
+        await asyncio.gather(
+            *(
+                s.extend(MODEL, f"{s is a}{i}", video_url="https://example.com/x.mp4")
+                for s in (a, b)
+                for i in range(8)
+            )
+        )
+    assert sum(emu.stats.rate_limited.values()) == 0
+    assert len(emu.ledger) == 16
+
+
+def test_session_redis_argument_is_checked():
+    """redis= must be a Redis URL and excludes limiter=."""
+    with pytest.raises(ave.InvalidRequestError, match="not both"):
+        ave.Session("k", redis="redis://127.0.0.1:1/0", limiter=ave.RateLimiter(ave.Limits()))
+    with pytest.raises(ave.InvalidRequestError, match="redis://"):
+        ave.Session("k", redis="http://127.0.0.1:1/0")
