@@ -147,6 +147,7 @@ _URL_PATHS: Final = (
     ("video_url",),
 )
 
+_EMPTY: Final[Mapping[str, Any]] = {}
 #: every key the paths above start from, in the body or in ``data``
 _URL_KEYS: Final = frozenset({"output", "video", "videoUrl", "video_url"})
 
@@ -157,11 +158,12 @@ def parse_status(body: Any, run_id: str) -> tuple[StatusUpdate, bool]:
     Returns the update and whether its status spelling was known (an unknown one keeps the
     previous status: the caller decides).
     """
-    if not isinstance(body, Mapping):
+    # Decoded JSON is a plain dict: test that before the slower ABC check (every poll).
+    if type(body) is not dict and not isinstance(body, Mapping):
         raise ResponseDecodeError(f"status body for {run_id} is not a JSON object")
     data = body.get("data")
-    if not isinstance(data, Mapping):
-        data = {}
+    if type(data) is not dict and not isinstance(data, Mapping):
+        data = _EMPTY
     raw = next(
         (s for s in (data.get("status"), body.get("status")) if isinstance(s, str) and s.strip()),
         None,

@@ -155,7 +155,11 @@ class Transport:
         if not key:
             return response
         headers = response.headers
-        if any(key in value for value in headers.values()):
+        in_headers = any(key in value for value in headers.values())
+        # The common case (every poll): nothing to scrub, keep the response as it is.
+        if not in_headers and key.encode() not in response.raw and key not in response.reason:
+            return response
+        if in_headers:
             headers = CIMultiDictProxy(
                 CIMultiDict(
                     (name, value.replace(key, _REDACTED)) for name, value in headers.items()

@@ -329,8 +329,13 @@ class Job:
                 return min(delay, policy.max_interval)
             delay = policy.max_interval
         else:
-            hold = self._session._scheduler.earliest_end(self, now)
-            if hold is None:
+            scheduler = self._session._scheduler
+            hold = scheduler.earliest_end(self, now)
+            if hold is None and not scheduler.is_scout(self):
+                # Nothing learned about this model yet, and older jobs are polled closely: when
+                # the first of them ends, the scheduler brings this one forward if it is due.
+                delay = policy.max_interval
+            elif hold is None:
                 delay = self._interval
                 self._interval = min(self._interval * policy.backoff, policy.max_interval)
             else:

@@ -101,6 +101,19 @@ class PollScheduler:
                 durations = self._durations[job.model] = _Durations()
             bisect.insort(durations.births, job._born)
 
+    #: before any job of a model ended, only this many of its oldest jobs are polled closely
+    SCOUTS = 3
+
+    def is_scout(self, job: Job) -> bool:
+        """Whether ``job`` is among the oldest jobs of its model, polled closely while nothing is
+        learned yet: younger jobs are unlikely to end before them, so they wait for news."""
+        born = job._born
+        durations = self._durations.get(job.model)
+        if born is None or durations is None or not self._session._poll.learn:
+            return True
+        births = durations.births
+        return born <= births[min(self.SCOUTS, len(births)) - 1]
+
     def earliest_end(self, job: Job, now: float) -> float | None:
         """Loop time before which ``job`` is unlikely to be done (None: nothing learned)."""
         born = job._born

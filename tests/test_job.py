@@ -245,3 +245,18 @@ async def test_completed_without_a_url_is_a_failure(emu: Emulator, session: ave.
     with pytest.raises(ave.JobFailedError, match="without a video URL") as info:
         await job
     assert info.value.run_id == job.run_id
+
+
+async def test_only_the_oldest_jobs_scout_until_a_duration_is_learned(make_emulator):
+    """Before any job of a model ended, only the oldest few are polled closely; the others wait
+    for news and are brought forward when the first one ends: a fraction of the polls."""
+    emu = await make_emulator(queue_seconds=(10.0, 10.0), run_seconds=(30.0, 30.0))
+    async with ave.Session(
+        emu.api_key, base_url=emu.base_url, time_scale=SCALE, poll=ave.PollPolicy(jitter=0)
+    ) as session:
+        jobs = [await submit(session, str(i)) for i in range(10)]
+        await asyncio.gather(*jobs)
+    polls = [emu.stats.polls[job.run_id] for job in jobs]
+    scouts, others = polls[:3], polls[3:]
+    assert min(scouts) >= 4  # every `interval` (5 s) until the 40 s job ends
+    assert max(others) <= 2  # brought forward once the first scout saw an end
