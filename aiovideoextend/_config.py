@@ -104,9 +104,11 @@ class PollPolicy:
     rate) the next poll goes where the job should be done, never further than ``max_interval``.
     Without one, the session learns how long jobs of each model take: it skips polling while a
     job is younger than the shortest duration it has seen for that model (less a margin for the
-    few samples), then polls every ``interval`` seconds, the spacing of NanoGPT's documented
-    loop. Before any job of a model finished (or with ``learn=False``) polls start after
-    ``first`` seconds and back off by ``backoff`` up to ``max_interval``. Every wait is clamped
+    few samples), then polls every ``interval`` seconds, a little closer than NanoGPT's
+    documented 5 s loop so that the detection lag is no worse than that loop's. Before any job
+    of a model finished, only its oldest jobs (scouts) poll, from ``first`` seconds backing off by
+    ``backoff`` up to ``max_interval``; the others wait for the first end. With
+    ``learn=False`` every job polls like a scout. Every wait is clamped
     to [``min_interval``, ``max_interval``] whatever the server says, and ``jitter`` spreads
     polls of many jobs. ``timeout`` is the default overall deadline per job (None: wait forever).
     """
@@ -117,7 +119,7 @@ class PollPolicy:
     backoff: float = attrs.field(default=1.3, validator=_positive)
     jitter: float = attrs.field(default=0.1, validator=_fraction)
     timeout: float | None = attrs.field(default=1800.0, validator=_positive_or_none)
-    interval: float = attrs.field(default=5.0, validator=_positive)
+    interval: float = attrs.field(default=4.5, validator=_positive)
     learn: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
 
     def __attrs_post_init__(self) -> None:

@@ -3,20 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
+from collections.abc import Callable, Coroutine
+from typing import Any
 
+import looptime
 import pytest
 
 from aiovideoextend import Budget, Limits
 from aiovideoextend._limiter import RateLimiter, SlidingWindow, shared_limiter
 
-pytestmark = pytest.mark.looptime
+
+def fast_forward(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test on a looptime loop: sleeps and timers complete at once, in fake time.
+
+    Our own loop rather than looptime's pytest plugin: the plugin makes every plain (sync) test
+    create an event loop that nobody closes, which ``filterwarnings = error`` then reports.
+    """
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        loop = looptime.new_event_loop(start=0.0, _enabled=False)
+        try:
+            with loop.looptime_enabled():
+                loop.run_until_complete(test(*args, **kwargs))
+        finally:
+            loop.close()
+
+    return run
 
 
 def now() -> float:
     return asyncio.get_running_loop().time()
 
 
+@fast_forward
 async def test_burst_of_count_goes_out_at_once():
     """The first `count` requests are admitted without waiting (a batch of N goes out at once)."""
     window = SlidingWindow("generate", Budget(20, 60))
@@ -26,6 +48,7 @@ async def test_burst_of_count_goes_out_at_once():
     assert now() == start
 
 
+@fast_forward
 async def test_next_request_waits_a_window_after_the_first_response():
     """Request N+1 leaves one full window after the earliest response came back."""
     window = SlidingWindow("extend", Budget(2, 10))
@@ -40,6 +63,7 @@ async def test_next_request_waits_a_window_after_the_first_response():
     assert now() - start == pytest.approx(3 + 10 - 4)
 
 
+@fast_forward
 async def test_in_flight_requests_block_until_released():
     """A slot stays taken while its request is in flight, however long that is."""
     window = SlidingWindow("extend", Budget(1, 1))
@@ -55,6 +79,7 @@ async def test_in_flight_requests_block_until_released():
     window.release()
 
 
+@fast_forward
 async def test_margin_and_slack_widen_the_window():
     """margin and slack make each request count a little longer than the server's window."""
     window = SlidingWindow("x", Budget(1, 10), margin=0.1, slack=0.5)
@@ -62,6 +87,7 @@ async def test_margin_and_slack_widen_the_window():
 
 
 @pytest.mark.parametrize("seed", range(5))
+@fast_forward
 async def test_no_window_ever_sees_more_than_count_arrivals(seed):
     """Whatever the latency, arrivals (anywhere between send and response) never exceed N per window."""
     rng = random.Random(seed)
@@ -85,6 +111,7 @@ async def test_no_window_ever_sees_more_than_count_arrivals(seed):
         assert len(inside) <= count
 
 
+@fast_forward
 async def test_throughput_is_close_to_the_limit_with_zero_latency():
     """With instant responses the limiter admits count per window, no fewer."""
     window = SlidingWindow("generate", Budget(10, 1.0))
@@ -96,6 +123,7 @@ async def test_throughput_is_close_to_the_limit_with_zero_latency():
     assert now() - start == pytest.approx(4.0)
 
 
+@fast_forward
 async def test_waiters_are_served_first_come_first_served():
     """Slots go to waiters in the order they asked."""
     window = SlidingWindow("x", Budget(1, 1))
@@ -110,6 +138,7 @@ async def test_waiters_are_served_first_come_first_served():
     assert order == list(range(6))
 
 
+@fast_forward
 async def test_pause_holds_every_request_of_the_budget():
     """After a 429 the whole budget waits out the pause."""
     window = SlidingWindow("x", Budget(10, 1))
@@ -120,6 +149,7 @@ async def test_pause_holds_every_request_of_the_budget():
     assert window.delay() == 0
 
 
+@fast_forward
 async def test_a_cancelled_waiter_loses_nothing():
     """Cancelling a waiting acquire leaves the capacity for the next waiter."""
     window = SlidingWindow("x", Budget(1, 1))
@@ -136,6 +166,7 @@ async def test_a_cancelled_waiter_loses_nothing():
     window.release()
 
 
+@fast_forward
 async def test_a_slot_granted_to_a_cancelled_task_is_handed_on():
     """A slot granted just as its task was cancelled goes to the next waiter."""
     window = SlidingWindow("x", Budget(1, 1))
@@ -150,6 +181,7 @@ async def test_a_slot_granted_to_a_cancelled_task_is_handed_on():
     assert window._in_flight == 1
 
 
+@fast_forward
 async def test_delay_reports_the_wait():
     """delay() says how long until a slot frees up."""
     window = SlidingWindow("x", Budget(1, 5))
@@ -159,6 +191,7 @@ async def test_delay_reports_the_wait():
     assert window.delay() == pytest.approx(5)
 
 
+@fast_forward
 async def test_shared_limiter_is_one_per_base_url_and_limits():
     """Sessions of a process that talk to the same server share one limiter."""
     a = shared_limiter("https://x/api", Limits())
