@@ -39,11 +39,10 @@ from typing import Any, Final, Self, cast
 
 import redis.asyncio as aioredis
 import redis.exceptions
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 
 from ._journal import JournalEntry, State
+from ._redis_client import check_lease, redis_client
 from .exceptions import JournalError
 
 __all__ = ["JournalError", "RedisJournal"]
@@ -266,22 +265,11 @@ class RedisJournal:
     ) -> None:
         _check_name("prefix", prefix)
         _check_name("batch_id", batch_id)
-        if isinstance(lease, bool) or not isinstance(lease, int | float) or not 0 < lease < 1e6:
-            raise ValueError(f"lease must be a number of seconds > 0, got {lease!r}")
-        if isinstance(redis, str):
-            self._client = aioredis.Redis.from_url(
-                redis,
-                socket_timeout=5.0,
-                socket_connect_timeout=5.0,
-                retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), 3),
-            )
-            self._own_client = True
-        else:
-            self._client = redis
-            self._own_client = False
+        lease = check_lease(lease)
+        self._client, self._own_client = redis_client(redis)
         self.batch_id: Final = batch_id
         self.prefix: Final = prefix
-        self.lease: Final = float(lease)
+        self.lease: Final = lease
         self.poll_interval: Final = (
             min(self.lease / 3, 1.0) if poll_interval is None else float(poll_interval)
         )

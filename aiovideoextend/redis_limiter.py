@@ -36,12 +36,11 @@ from typing import Any, Final, Self
 
 import redis.asyncio as aioredis
 import redis.exceptions
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 
 from ._config import Budget, Limits
 from ._limiter_api import LimiterUnavailableError, WaitHook
+from ._redis_client import check_lease, redis_client
 
 __all__ = ["LimiterUnavailableError", "RedisRateLimiter", "RedisWindow", "key_prefix"]
 
@@ -319,23 +318,11 @@ class RedisRateLimiter:
     ) -> None:
         if not isinstance(prefix, str) or not prefix or any(c in prefix for c in "{} \n"):
             raise ValueError(f"prefix must be a non-empty string without braces, got {prefix!r}")
-        if isinstance(lease, bool) or not isinstance(lease, int | float) or not 0 < lease < 1e6:
-            raise ValueError(f"lease must be a number of seconds > 0, got {lease!r}")
-        if isinstance(redis, str):
-            self._client = aioredis.Redis.from_url(
-                redis,
-                socket_timeout=5.0,
-                socket_connect_timeout=5.0,
-                # A short retry: a Redis that stays away must turn into an error, not a hang.
-                retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), 3),
-            )
-            self._own_client = True
-        else:
-            self._client = redis
-            self._own_client = False
+        lease = check_lease(lease)
+        self._client, self._own_client = redis_client(redis)
         self.limits: Final = limits or Limits()
         self.prefix: Final = prefix
-        self.lease: Final = float(lease)
+        self.lease: Final = lease
         self._lease_us = _micros(lease)
         self._id = uuid.uuid4().hex[:16]
         self._seq = 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal, get_args
 
 import attrs
 
@@ -22,20 +22,7 @@ FaultKind = Literal[
     "slow",
     "unknown_status",
 ]
-FAULT_KINDS: Final = frozenset(
-    {
-        "ambiguous",
-        "bad_gateway_html",
-        "malformed_json",
-        "missing_fields",
-        "no_video_url",
-        "rate_limit",
-        "reset",
-        "server_error",
-        "slow",
-        "unknown_status",
-    }
-)
+FAULT_KINDS: Final = frozenset(get_args(FaultKind))
 #: Every route a fault can target; "*" targets all of them (within what the kind applies to).
 FAULT_ROUTES: Final = frozenset(
     {"*", "extend", "files", "generate", "legacy_status", "recover", "status"}
