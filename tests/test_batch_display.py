@@ -88,3 +88,38 @@ def test_json_display_and_non_terminal_choice(capsys):
     assert [e["event"] for e in events] == ["outcome", "summary", "message"]
     assert events[0]["line"] == 1
     assert isinstance(make_display(Tally(), json_output=False), PlainDisplay)
+
+
+def test_rich_display_shows_bar_counts_wait_failures_and_summary(capsys):
+    """On a terminal: a bar with the counts, the current rate-limit wait, failures as they come,
+    and a summary table with cost, balance and the reasons."""
+    from rich.console import Console
+
+    from aiovideoextend._progress import RichDisplay
+
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=120, color_system=None)
+    tally = Tally(total=2)
+    display = RichDisplay(tally, console, title="Testing")
+    display.start()
+    display.update(BatchUpdate(0, 1, "pending", run_id="vid_0", balance=9.5))
+    display.event(Event(EventKind.WAITING_FOR_RATE_LIMIT, budget="generate", delay=30.0))
+    display.outcome(outcome(0, cost=0.4))
+    display.outcome(outcome(1, "failed", error="content policy"))
+    display.message("hello from the batch")
+    rendered = Console(file=io.StringIO(), width=120, color_system=None)
+    with rendered.capture() as capture:
+        rendered.print(display)
+    display.stop()
+    text = screen.getvalue() + capture.get()
+    assert "Testing" in text
+    assert "2/2" in text
+    assert "generate rate limit" in text
+    assert "line 2: failed vid_1 (content policy)" in text
+    assert "hello from the batch" in text
+    display.summary()
+    out = capsys.readouterr().out
+    assert "Batch summary" in out
+    assert "$0.40" in out
+    assert "$9.50" in out
+    assert "content policy" in out
