@@ -12,7 +12,7 @@ from ._config import Budget, Limits, PollPolicy, Retries, Timeouts
 from ._job import USE_POLICY_DEFAULT, Job
 from ._limiter import RateLimiter, SlidingWindow
 from ._requests import EXTEND_MODELS, MIDJOURNEY_MODEL, MidjourneyExtend, SourceExtend
-from ._session import DEFAULT_BASE_URL, Session
+from ._session import DEFAULT_BASE_URL, LONGEST_RATE_LIMIT_WAIT, Session
 from .exceptions import (
     AmbiguousSubmitError,
     APIError,
@@ -56,6 +56,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "DEFAULT_BASE_URL",
     "EXTEND_MODELS",
+    "LONGEST_RATE_LIMIT_WAIT",
     "MIDJOURNEY_MODEL",
     "USE_POLICY_DEFAULT",
     "APIError",

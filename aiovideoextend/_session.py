@@ -39,11 +39,14 @@ from .exceptions import (
 )
 from .models import Event, EventKind, JobStatus, RecoveredRun, StatusUpdate, Submission, VideoResult
 
-__all__ = ["DEFAULT_BASE_URL", "Session"]
+__all__ = ["DEFAULT_BASE_URL", "LONGEST_RATE_LIMIT_WAIT", "Session"]
 
 log = logging.getLogger("aiovideoextend")
 
 DEFAULT_BASE_URL: Final = "https://nano-gpt.com/api"
+#: A 429 asking for a longer wait than this (seconds; a daily cap resets at midnight UTC) is
+#: raised as :class:`RateLimitError` instead of being waited out.
+LONGEST_RATE_LIMIT_WAIT: Final = 300.0
 _ROUTES: Final = {
     "generate": "generate-video",
     "extend": "generate-video/extend",
@@ -383,8 +386,7 @@ class Session:
                     else:
                         error = self._api_error(response)
                         if isinstance(error, RateLimitError):
-                            self._rate_limited(route, error)
-                            if attempt >= retries.attempts:
+                            if not self._rate_limited(route, error) or attempt >= retries.attempts:
                                 raise error from None
                             continue
                         if not isinstance(error, ServerError):
@@ -513,7 +515,8 @@ class Session:
                 else:
                     api_error = self._api_error(response)
                     if isinstance(api_error, RateLimitError):
-                        self._rate_limited(budget, api_error)
+                        if not self._rate_limited(budget, api_error):
+                            raise api_error
                     elif not isinstance(api_error, ServerError):
                         raise api_error
                     error = api_error
@@ -532,13 +535,19 @@ class Session:
         log.debug("retrying in %.3fs after: %s", delay, why)
         await asyncio.sleep(delay)
 
-    def _rate_limited(self, budget: str, error: RateLimitError) -> None:
-        """A 429 pauses the whole budget it belongs to, not just one request."""
+    def _rate_limited(self, budget: str, error: RateLimitError) -> bool:
+        """A 429 pauses the whole budget it belongs to, not just one request.
+
+        Returns whether waiting is worth it: a daily cap (or a ``Retry-After`` beyond
+        :data:`LONGEST_RATE_LIMIT_WAIT`) is raised to the caller rather than slept through.
+        """
         window = self._limiter.budget(budget)
         pause = error.retry_after if error.retry_after is not None else window.window
         window.pause(pause)
         log.warning("rate limited on %s; pausing that budget %.3fs", budget, pause)
         self._emit(Event(EventKind.RATE_LIMITED, budget=budget, delay=pause, detail=str(error)))
+        daily = error.code is not None and error.code.startswith("daily_")
+        return not daily and pause <= LONGEST_RATE_LIMIT_WAIT / self.time_scale
 
     def _api_error(self, response: Response) -> APIError:
         body = response.json()

@@ -119,3 +119,13 @@ async def test_client_errors_are_not_retried(emu: Emulator, session):
         await session.extend("veo3-1-extend", "p", video_url="https://example.com/long.mp4")
     assert emu.stats.requests["generate"] == 1
     assert emu.stats.requests["recover"] == 0
+
+
+async def test_a_429_asking_for_a_long_wait_is_raised_not_slept(emu: Emulator, session):
+    """A Retry-After beyond LONGEST_RATE_LIMIT_WAIT (a daily cap) raises RateLimitError at once."""
+    emu.faults.add(Fault("generate", "rate_limit", count=1, delay=3600 / SCALE))
+    with pytest.raises(ave.RateLimitError) as info:
+        await submit(session)
+    assert info.value.retry_after == pytest.approx(3600 / SCALE)
+    assert emu.stats.requests["generate"] == 1
+    assert emu.ledger == []
