@@ -509,7 +509,9 @@ class _Runner:
         return None
 
     async def _lane(self, model: str) -> None:
-        """Submit one model's requests in order, one at a time (see `_candidates`)."""
+        """Submit one model's requests in order: one at a time with a journal (see
+        `_candidates`) or a spend guard; without either they go out together, as fast as the
+        rate limit allows (the session matches lost answers to their runs itself)."""
         lane = self.lanes[model]
         while lane:
             entry = lane.popleft()
@@ -530,7 +532,10 @@ class _Runner:
                     continue
                 self.in_flight += 1
                 entry.holds_slot = True
-                await self._submit(entry)
+                if self.journal is None and not guarded:
+                    self._spawn(self._submit(entry))
+                else:
+                    await self._submit(entry)
 
     async def _snapshot(self, model: str) -> None:
         """Remember the runs that exist before our first submit of ``model`` (for `_candidates`)."""

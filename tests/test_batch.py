@@ -180,13 +180,15 @@ async def test_max_cost_stops_submitting(session, emu: Emulator):
 
 
 async def test_insufficient_balance_is_an_outcome_and_stops(make_emulator, make_session):
-    """A 402 is an outcome; nothing after it is submitted."""
+    """A 402 is an outcome, never a crash; no submit starts after it (those already on the wire
+    when it came back are 402s too); every one is left for a rerun."""
     emu = await make_emulator(users={"sk-nano-poor": 2.0})
     async with make_session(base_url=emu.base_url, api_key="sk-nano-poor") as session:
         outcomes = by_index(await collect(session, [source(n) for n in range(4)]))
-    assert outcomes[0].status == "completed"
-    assert outcomes[1].status == "insufficient_balance"
-    assert {outcomes[2].status, outcomes[3].status} == {"skipped"}
+    statuses = sorted(o.status for o in outcomes.values())
+    assert statuses.count("completed") == 1
+    assert "insufficient_balance" in statuses
+    assert set(statuses) <= {"completed", "insufficient_balance", "skipped"}
     assert len(emu.ledger) == 1
 
 
