@@ -312,6 +312,12 @@ _ERRORS: Final[Mapping[int, type[APIError]]] = {
 }
 
 
+_BY_TYPE: Final[Mapping[str, type[APIError]]] = {
+    "RATE_LIMITED": RateLimitError,
+    "INSUFFICIENT_BALANCE": InsufficientBalanceError,
+}
+
+
 def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
     """``Retry-After`` in seconds: delta-seconds, or an HTTP date counted from ``now``.
 
@@ -361,6 +367,10 @@ def parse_error(
         message = body.strip()
     message = message or reason or f"HTTP {status}"
     cls = _ERRORS.get(status) or (ServerError if status >= 500 else APIError)
+    if 400 <= status < 500:
+        # The video guide's own client checks the type as well as the status: a rate limit or
+        # an empty balance reported under another 4xx is still that (and a 429 retry is safe).
+        cls = _BY_TYPE.get((error_type or "").upper(), cls)
     kw: dict[str, Any] = {
         "status_code": status,
         "error_type": error_type,

@@ -1081,3 +1081,17 @@ def test_parse_error_total(status: int, body: Any, reason: str, retry_after: str
     if isinstance(error, RateLimitError) and error.retry_after is not None:
         assert math.isfinite(error.retry_after)
         assert error.retry_after >= 0
+
+
+@pytest.mark.parametrize(
+    ("error_type", "cls"),
+    [("RATE_LIMITED", RateLimitError), ("INSUFFICIENT_BALANCE", InsufficientBalanceError)],
+)
+def test_guide_error_type_decides_the_class_of_a_4xx(error_type, cls):
+    """Like the guide's sample client, a 4xx whose type says rate limit / balance is that error."""
+    body = {"error": {"message": "no", "type": error_type}}
+    error = parse_error(400, body, reason="Bad Request", request_id=None, retry_after="3")
+    assert type(error) is cls
+    assert error.status_code == 400
+    server = parse_error(500, body, reason="", request_id=None, retry_after=None)
+    assert type(server) is ServerError
