@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Collection
+
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-__all__ = ["check_lease", "redis_client"]
+__all__ = ["check_lease", "redis_client", "stop_background"]
 
 
 def redis_client(redis: str | aioredis.Redis) -> tuple[aioredis.Redis, bool]:
@@ -28,3 +31,14 @@ def check_lease(lease: object) -> float:
     if isinstance(lease, bool) or not isinstance(lease, int | float) or not 0 < lease < 1e6:
         raise ValueError(f"lease must be a number of seconds > 0, got {lease!r}")
     return float(lease)
+
+
+async def stop_background(
+    renewer: asyncio.Task[None] | None, writes: Collection[asyncio.Task[object]]
+) -> None:
+    """Stop a lease renewer and let every background write reach Redis (they may add more)."""
+    if renewer is not None:
+        renewer.cancel()
+        await asyncio.gather(renewer, return_exceptions=True)
+    while writes:
+        await asyncio.gather(*writes, return_exceptions=True)

@@ -42,7 +42,7 @@ import redis.exceptions
 from redis.commands.core import AsyncScript
 
 from ._journal import JournalEntry, State
-from ._redis_client import check_lease, redis_client
+from ._redis_client import check_lease, redis_client, stop_background
 from .exceptions import JournalError
 
 __all__ = ["JournalError", "RedisJournal"]
@@ -330,11 +330,7 @@ class RedisJournal:
         if self._closed:
             return
         self._closed = True
-        if self._renewer is not None:
-            self._renewer.cancel()
-            await asyncio.gather(self._renewer, return_exceptions=True)
-        while self._writes:
-            await asyncio.gather(*self._writes, return_exceptions=True)
+        await stop_background(self._renewer, self._writes)
         try:
             if self._registered:
                 await self._client.zrem(self._key(":workers"), self.worker_id)

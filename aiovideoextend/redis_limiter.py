@@ -40,7 +40,7 @@ from redis.commands.core import AsyncScript
 
 from ._config import Budget, Limits
 from ._limiter_api import LimiterUnavailableError, WaitHook
-from ._redis_client import check_lease, redis_client
+from ._redis_client import check_lease, redis_client, stop_background
 
 __all__ = ["LimiterUnavailableError", "RedisRateLimiter", "RedisWindow", "key_prefix"]
 
@@ -370,11 +370,7 @@ class RedisRateLimiter:
         if self._closed:
             return
         self._closed = True
-        if self._renewer is not None:
-            self._renewer.cancel()
-            await asyncio.gather(self._renewer, return_exceptions=True)
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_background(self._renewer, self._tasks)
         self._finished = True
         if self._own_client:
             await self._client.aclose()
