@@ -35,7 +35,9 @@ SUBMIT_ONLY = {"ambiguous"}
 def cells() -> list[Any]:
     params = []
     # A 429 comes with Retry-After or without it (the emulator's retry_after=False).
-    for kind in [*sorted(FAULT_KINDS), "rate_limit_bare"]:
+    # late_create (a run created after the client gave up) is the documented unsafe case: it
+    # has tests of its own in tests/testing/test_faults.py, not this matrix's expectations.
+    for kind in [*sorted(FAULT_KINDS - {"late_create"}), "rate_limit_bare"]:
         for flow in ("midjourney", "source"):
             for route in ("submit", "status"):
                 if (route == "submit" and kind in STATUS_ONLY) or (

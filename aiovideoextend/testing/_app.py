@@ -52,7 +52,7 @@ class Reply:
     raw: bytes | None = None
     content_type: str = "application/json"
     headers: Mapping[str, str] = attrs.field(factory=dict)
-    #: The job a submit created, so an "ambiguous" fault can mark it undelivered.
+    #: The job a submit created, so a fault that drops the answer can mark it undelivered.
     run_id: str | None = None
     #: Set when a status poll shows a terminal state, for ``stats.first_seen_terminal``.
     terminal_run_id: str | None = None
@@ -204,7 +204,7 @@ class Routes:
         except ApiError as error:
             reply = Reply(error.status, self._error_body(error))
         kind = fault.kind if fault is not None else None
-        if kind == "ambiguous":
+        if kind in ("ambiguous", "late_create"):
             if reply.run_id is not None:
                 entry = state.jobs[reply.run_id].ledger
                 if entry is not None:
@@ -255,6 +255,11 @@ class Routes:
             return _reset(request)
         if kind == "slow":
             await asyncio.sleep(30.0 if delay is None else delay)
+        elif kind == "late_create":
+            # Read the body now: once the client has given up, aiohttp fails any later read,
+            # and the point is that the run is created all the same.
+            await request.read()
+            await asyncio.sleep(delay or 0.0)
         return None
 
     # -- helpers ----------------------------------------------------------------------------
@@ -312,6 +317,13 @@ class Routes:
             "prechargeLabel": f"{job.model} precharge",
         }
 
+    def _created_at(self, job: Job) -> str | None:
+        """``createdAt`` as the configured server stamps it: None when it sends none."""
+        mode = self.emu.created_at
+        if mode == "missing":
+            return None
+        return self.emu._ensure_clock().iso(job.created_at, coarse=mode == "coarse")
+
     def _video_url(self, request: web.Request, job: Job) -> str:
         return f"{request.scheme}://{request.host}/files/{job.run_id}.mp4"
 
@@ -361,7 +373,8 @@ class Routes:
             "estimatedTimeRemaining": remaining,
             "videoUrl": self._video_url(request, job) if status is JobStatus.COMPLETED else None,
             "error": error,
-            "createdAt": clock.iso(job.created_at),
+            # The OpenAPI schema requires the key (nullable): "missing" sends null here.
+            "createdAt": self._created_at(job),
             "completedAt": clock.iso(job.run_end) if status.terminal else None,
         }
 
@@ -463,16 +476,17 @@ class Routes:
                 continue
             if conversation and job.conversation_uuid != conversation:
                 continue
-            runs.append(
-                {
-                    "runId": job.run_id,
-                    "id": job.run_id,
-                    "model": job.model,
-                    "status": _RECOVER[state.refresh(job, now)],
-                    "createdAt": self.emu._ensure_clock().iso(job.created_at),
-                    "conversationUUID": job.conversation_uuid,
-                }
-            )
+            row = {
+                "runId": job.run_id,
+                "id": job.run_id,
+                "model": job.model,
+                "status": _RECOVER[state.refresh(job, now)],
+                "createdAt": self._created_at(job),
+                "conversationUUID": job.conversation_uuid,
+            }
+            if row["createdAt"] is None:
+                del row["createdAt"]
+            runs.append(row)
         return Reply(200, {"data": runs})
 
     async def files(self, request: web.Request) -> Reply:

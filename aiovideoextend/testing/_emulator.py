@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import math
 import random
 import time
 import warnings
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
 import attrs
 from aiohttp import web
@@ -22,6 +24,9 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 ENVELOPES = ("nested", "flat", "mixed")
+#: How the server stamps ``createdAt``: milliseconds, whole seconds, or not at all.
+CreatedAt = Literal["exact", "coarse", "missing"]
+CREATED_AT_MODES: Final = ("exact", "coarse", "missing")
 
 
 def _default_users() -> dict[str, float]:
@@ -46,6 +51,11 @@ def _check_positive(_: object, attribute: attrs.Attribute[float], value: float) 
 def _check_users(_: object, __: attrs.Attribute[dict[str, float]], value: dict[str, float]) -> None:
     if not value:
         raise ValueError("users needs at least one api key")
+
+
+def _check_skew(_: object, attribute: attrs.Attribute[float], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{attribute.name} must be a finite number of seconds")
 
 
 def _check_rate(_: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -80,6 +90,10 @@ class Emulator:
     midjourney_runs: int = 2
     latency: tuple[float, float] = attrs.field(default=(0.0, 0.0), validator=_check_pair)
     video_size: int = 4096
+    created_at: CreatedAt = attrs.field(
+        default="exact", validator=attrs.validators.in_(CREATED_AT_MODES)
+    )
+    clock_skew: float = attrs.field(default=0.0, validator=_check_skew)
     host: str = "127.0.0.1"
     port: int = 0
     admin: bool = False
@@ -130,7 +144,12 @@ class Emulator:
         """Start emulated time on first use, which needs a running loop."""
         if self._clock is None:
             loop = asyncio.get_running_loop()
-            self._clock = Clock(time_scale=self.time_scale, start=loop.time(), epoch=time.time())
+            self._clock = Clock(
+                time_scale=self.time_scale,
+                start=loop.time(),
+                epoch=time.time(),
+                skew=self.clock_skew,
+            )
             for key in self.users:
                 for _ in range(self.midjourney_runs):
                     self._state.seed_midjourney(self._clock, 0.0, key)
@@ -211,6 +230,16 @@ class Emulator:
         """Seed one more completed ``midjourney-video`` run for ``key``; returns its id."""
         clock = self._ensure_clock()
         return self._state.seed_midjourney(clock, self.now(), key).run_id
+
+    def created_by(self, run_id: str) -> dict[str, Any] | None:
+        """The request body of the accepted submit that created ``run_id``.
+
+        None for a run no submit created (a seeded ``midjourney-video`` run) or an unknown id.
+        """
+        job = self._state.jobs.get(run_id)
+        if job is None or job.ledger is None:
+            return None
+        return copy.deepcopy(job.ledger.payload)
 
     def set_video_length(self, url: str, seconds: float) -> None:
         """Declare how long the video at ``url`` is; over 120 s a submit naming it gets a 400."""

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 FaultKind = Literal[
     "ambiguous",
     "bad_gateway_html",
+    "late_create",
     "malformed_json",
     "missing_fields",
     "no_video_url",
@@ -23,15 +24,18 @@ FaultKind = Literal[
     "unknown_status",
 ]
 FAULT_KINDS: Final = frozenset(get_args(FaultKind))
-#: Every route a fault can target; "*" targets all of them (within what the kind applies to).
-FAULT_ROUTES: Final = frozenset(
-    {"*", "extend", "files", "generate", "legacy_status", "recover", "status"}
-)
 SUBMIT_ROUTES: Final = frozenset({"extend", "generate"})
 STATUS_ROUTES: Final = frozenset({"legacy_status", "status"})
+#: Names that target several routes at once.
+_ROUTE_GROUPS: Final[dict[str, frozenset[str]]] = {"submit": SUBMIT_ROUTES}
+#: Every route a fault can target; "*" targets all of them (within what the kind applies to).
+FAULT_ROUTES: Final = frozenset(
+    {"*", "extend", "files", "generate", "legacy_status", "recover", "status", *_ROUTE_GROUPS}
+)
 #: Kinds that only make sense on some routes; a "*" fault of such a kind skips the others.
 _KIND_ROUTES: Final[dict[str, frozenset[str]]] = {
     "ambiguous": SUBMIT_ROUTES,
+    "late_create": SUBMIT_ROUTES,
     "unknown_status": STATUS_ROUTES,
     "no_video_url": STATUS_ROUTES,
 }
@@ -51,8 +55,9 @@ def _check_route(_: object, __: attrs.Attribute[str], value: str) -> None:
 class Fault:
     """One injected fault.
 
-    ``count`` limits it to the next N matching requests, ``rate`` makes it fire with that
-    probability (seeded); with neither it fires on every matching request until removed.
+    ``route`` is one route, ``"submit"`` (both submit routes) or ``"*"``. ``count`` limits it
+    to the next N matching requests, ``rate`` makes it fire with that probability (seeded);
+    with neither it fires on every matching request until removed.
     """
 
     route: str = attrs.field(validator=_check_route)
@@ -66,12 +71,16 @@ class Fault:
 
     def __attrs_post_init__(self) -> None:
         allowed = _KIND_ROUTES.get(self.kind)
-        if allowed is not None and self.route != "*" and self.route not in allowed:
+        targets = _ROUTE_GROUPS.get(self.route, {self.route})
+        if allowed is not None and self.route != "*" and not targets <= allowed:
             raise ValueError(f"a {self.kind!r} fault only applies to {sorted(allowed)}")
+        # The emulator cannot know the client's timeout: a late creation needs it spelled out.
+        if self.kind == "late_create" and not (self.delay is not None and self.delay > 0):
+            raise ValueError("a 'late_create' fault needs a delay > 0 (real seconds)")
 
     def matches(self, route: str) -> bool:
         """Whether the fault targets ``route``."""
-        if self.route not in ("*", route):
+        if self.route != "*" and route not in _ROUTE_GROUPS.get(self.route, {self.route}):
             return False
         allowed = _KIND_ROUTES.get(self.kind)
         return allowed is None or route in allowed

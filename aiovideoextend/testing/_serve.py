@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 from typing import TYPE_CHECKING
 
-from ._emulator import Emulator
+from ._emulator import CREATED_AT_MODES, Emulator
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -40,6 +41,17 @@ def _pair(value: str) -> tuple[float, float]:
     if len(parts) == 2:
         return parts[0], parts[1]
     raise argparse.ArgumentTypeError(f"{value!r} is not SECONDS or LOW,HIGH")
+
+
+def _finite(value: str) -> float:
+    """A finite number of seconds, negative allowed."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a finite number of seconds")
+    return number
 
 
 def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +87,19 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS|LOW,HIGH",
         help="real seconds of delay before each answer",
     )
+    add(
+        "--created-at",
+        choices=CREATED_AT_MODES,
+        default="exact",
+        help="createdAt in milliseconds, whole seconds, or left out (default: %(default)s)",
+    )
+    add(
+        "--clock-skew",
+        type=_finite,
+        default=0.0,
+        metavar="SECONDS",
+        help="how far the server's clock runs ahead (negative: behind) in its timestamps",
+    )
     add("--admin", action="store_true", help="serve GET /api/_emulator/state")
 
 
@@ -91,6 +116,8 @@ def emulator_from_arguments(args: argparse.Namespace) -> Emulator:
         midjourney_runs=args.midjourney_runs,
         failure_rate=args.failure_rate,
         latency=args.latency,
+        created_at=args.created_at,
+        clock_skew=args.clock_skew,
         host=args.host,
         port=args.port,
         admin=args.admin,

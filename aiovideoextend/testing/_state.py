@@ -11,6 +11,7 @@ import datetime as dt
 import enum
 import heapq
 import json
+import math
 import string
 from typing import TYPE_CHECKING, Any, Final
 
@@ -125,18 +126,25 @@ class Clock:
     start: float
     #: Wall-clock epoch seconds at start, for ISO timestamps and run ids.
     epoch: float
+    #: Seconds the server's wall clock runs ahead of the client's (negative: behind).
+    skew: float = 0.0
 
     def to_real(self, emulated: float) -> float:
         """The loop time at which emulated time ``emulated`` is reached."""
         return self.start + emulated / self.time_scale
 
-    def iso(self, emulated: float) -> str:
+    def iso(self, emulated: float, *, coarse: bool = False) -> str:
         """The ISO-8601 UTC wall-clock timestamp at which emulated time ``emulated`` happens.
 
         Real time, not emulated: a client compares these with its own clock (to date the run
-        a lost submit created), and a compressed clock would run hours ahead of it.
+        a lost submit created), and a compressed clock would run hours ahead of it. The
+        server's ``skew`` is added; ``coarse`` truncates to whole seconds.
         """
-        moment = dt.datetime.fromtimestamp(self.epoch + emulated / self.time_scale, dt.UTC)
+        seconds = self.epoch + emulated / self.time_scale + self.skew
+        if coarse:
+            moment = dt.datetime.fromtimestamp(math.floor(seconds), dt.UTC)
+            return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+        moment = dt.datetime.fromtimestamp(seconds, dt.UTC)
         return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

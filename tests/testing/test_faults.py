@@ -11,6 +11,7 @@ import pytest
 from aiovideoextend.testing import Fault
 
 KEY = "sk-nano-test-0001"
+LIMITS = ("generate", "extend", "recover", "status", "legacy_status", "overall")
 GOOD = {
     "model": "wan-wavespeed-22-spicy-extend",
     "prompt": "the cat keeps walking",
@@ -253,3 +254,127 @@ async def test_no_video_url_fault_strips_the_url_of_a_completed_job(make_api):
     assert "output" not in stripped.body["data"]
     normal = await api.status(run_id)
     assert normal.body["data"]["output"]["video"]["url"]
+
+
+# -- late creation and the submit stand-ins ---------------------------------------------------
+
+
+async def ledger_entry(api, count: int = 1):
+    """Wait (in small steps) until the ledger holds ``count`` entries; return the last."""
+    for _ in range(400):
+        if len(api.emu.ledger) >= count:
+            return api.emu.ledger[count - 1]
+        await asyncio.sleep(0.005)
+    raise AssertionError("the run was never created")
+
+
+async def test_late_create_creates_the_run_after_the_client_gave_up(api):
+    """late_create holds the submit `delay` seconds, creates and charges the run only after the
+    client gave up, and drops the answer; the ledger shows the run, undelivered."""
+    api.emu.faults.add(Fault("generate", "late_create", count=1, delay=0.05))
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await api.submit()
+    assert api.emu.ledger == []
+    gave_up = api.emu.now()
+    entry = await ledger_entry(api)
+    assert entry.created_at > gave_up
+    assert not entry.delivered
+    assert api.emu.created_by(entry.run_id) == GOOD
+    assert api.emu.balance(KEY) == pytest.approx(100.0 - 0.35)
+    assert api.emu.stats.faults["late_create"] == 1
+    recovered = (await api.call("GET", "/generate-video/recover")).body["data"]
+    assert recovered[0]["runId"] == entry.run_id
+
+
+async def test_late_create_drops_the_answer_of_a_client_that_waits(api):
+    """A client that waits out the delay gets no answer either: the connection is reset."""
+    api.emu.faults.add(Fault("generate", "late_create", count=1, delay=0.02))
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await api.submit()
+    [entry] = api.emu.ledger
+    assert not entry.delivered
+    assert (await api.submit()).status == 202
+
+
+async def test_late_create_on_the_submit_group_hits_midjourney_extends(api):
+    """Targeted at "submit", late creation hits Midjourney extends too; the ledger shows them."""
+    api.emu.faults.add(Fault("submit", "late_create", count=1, delay=0.02))
+    body = {"runId": api.emu.midjourney_run_ids(KEY)[0], "index": 3}
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await api.extend(body)
+    [entry] = api.emu.ledger
+    assert (entry.route, entry.delivered) == ("extend", False)
+    assert api.emu.created_by(entry.run_id) == body
+
+
+async def test_late_create_of_a_rejected_submit_creates_nothing(api):
+    """A late submit that fails validation creates and charges nothing."""
+    api.emu.faults.add(Fault("extend", "late_create", count=1, delay=0.01))
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await api.extend({"runId": "vid_nope", "index": 0})
+    assert api.emu.ledger == []
+    assert api.emu.balance(KEY) == 100.0
+
+
+async def test_late_create_pending_at_close_never_creates(make_api):
+    """Closing the emulator while a late submit is held cancels it: no run, and close is quick."""
+    api = await make_api()
+    api.emu.faults.add(Fault("generate", "late_create", count=1, delay=30.0))
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await api.submit()
+    await api.emu.close()
+    assert api.emu.ledger == []
+
+
+@pytest.mark.parametrize("delay", [None, 0.0, -1.0])
+async def test_late_create_needs_a_delay(delay):
+    """The emulator cannot know the client's timeout, so a late creation's delay is required."""
+    with pytest.raises(ValueError, match="delay"):
+        Fault("generate", "late_create", delay=delay)
+
+
+async def test_submit_group_targets_generate_and_extend_only(api):
+    """route="submit" fires on both submit routes and leaves status and recover alone."""
+    api.emu.faults.add(Fault("submit", "server_error", status=503))
+    run_id = api.emu.midjourney_run_ids(KEY)[0]
+    assert (await api.submit()).status == 503
+    assert (await api.extend({"runId": run_id, "index": 0})).status == 503
+    assert (await api.status(run_id)).status == 200
+    assert (await api.call("GET", "/generate-video/recover")).status == 200
+    assert api.emu.ledger == []
+
+
+@pytest.mark.parametrize("kind", ["unknown_status", "no_video_url"])
+async def test_submit_group_refuses_status_only_kinds(kind):
+    """A kind that only applies to status routes cannot target "submit"."""
+    with pytest.raises(ValueError, match="only applies"):
+        Fault("submit", kind)
+
+
+async def test_submit_stand_ins_at_a_rate(make_api):
+    """The issue's stand-ins on submits at a rate: "ambiguous" creates the run and drops the
+    answer, "server_error" with 503 answers before anything is created."""
+    api = await make_api(seed=5, midjourney_runs=3, limits=dict.fromkeys(LIMITS))
+    dropped = api.emu.faults.add(Fault("submit", "ambiguous", rate=0.2))
+    unavailable = api.emu.faults.add(Fault("submit", "server_error", rate=0.25, status=503))
+    parents = api.emu.midjourney_run_ids(KEY)
+    bodies = [{**GOOD, "prompt": f"shot {n}"} for n in range(28)]
+    bodies += [{"runId": run, "index": index} for run in parents for index in range(4)]
+    outcomes: dict[int, object] = {}
+    for n, body in enumerate(bodies):
+        send = api.extend if "index" in body else api.submit
+        try:
+            outcomes[n] = (await send(body)).status
+        except aiohttp.ClientConnectionError:
+            outcomes[n] = "dropped"
+    statuses = list(outcomes.values())
+    assert statuses.count("dropped") == dropped.fired > 0
+    assert statuses.count(503) == unavailable.fired > 0
+    assert statuses.count(202) == len(bodies) - dropped.fired - unavailable.fired
+    created = [api.emu.created_by(entry.run_id) for entry in api.emu.ledger]
+    assert created == [bodies[n] for n, status in outcomes.items() if status != 503]
+    assert [entry.delivered for entry in api.emu.ledger] == [
+        status == 202 for status in statuses if status != 503
+    ]
