@@ -64,7 +64,8 @@ def bench(session: nox.Session) -> None:
 def soak(session: nox.Session) -> None:
     """2,000 jobs under mixed faults and 20 SIGKILL trials of the batch command; prints figures.
 
-    ``nox -s soak -- --jobs 5000 --trials 50 --seed 7`` for a longer one.
+    ``nox -s soak -- --jobs 5000 --trials 50 --seed 7`` for a longer one;
+    ``nox -s soak -- --variant distinct`` for issue 11's lost answers with distinct bodies.
     """
     session.install("-e", ".[tests]")
     session.run("python", "bench/soak.py", *session.posargs)

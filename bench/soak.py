@@ -1,12 +1,26 @@
 """Soak: thousands of jobs under mixed faults, then SIGKILL trials of the batch command.
 
     python bench/soak.py [--jobs 2000] [--trials 20] [--scale 600] [--seed 1]
+    python bench/soak.py --variant distinct [--seeds 1 2 9] [--jobs 120] [--scale 60]
 
+(``nox -s soak -- ARGS`` runs the same.) The default variant, ``mixed``, has two parts.
 Part 1 drives ``Session`` directly: every request of a seeded mix of Midjourney and
 source-video extends goes out at once (bounded by ``--in-flight``) against an in-process
 emulator with random faults on every route. Part 2 runs ``aiovideoextend batch`` in a
 subprocess, SIGKILLs it at random moments (one to three times per trial), reruns it until it
 finishes and checks the results file against the emulator's ledger.
+
+``--variant distinct`` reproduces issue 11's setup: per seed, 120 extends through one
+``Session`` at 60x, half Midjourney extends (each its own run and index) and half
+``veo3-1-extend`` (each its own prompt), all submitted at once. 5 % of submits create their
+run and lose the answer, 5 % get a 503 before anything is created, 10 % of status polls fail,
+and status bodies come in both envelopes; the last seed's recover rows carry no ``createdAt``
+(``--clock-skew S`` also moves the server's clock). It counts lost answers,
+``AmbiguousSubmitError``s, runs handed to a request whose body did not create them
+(misattributed, per ``emu.created_by``) and paid runs that were neither returned nor named as a
+candidate or in the session's ``unattributed_runs`` (orphaned). Seed 9 is among the defaults
+because there the reconciler of issue 11's time handed a lost run to a request whose submit
+got a 503 (the issue's trace), in every run we made.
 
 The figures printed at the end are the ones ``docs/reliability.md`` quotes; the exit status
 is 1 when a must-be-zero figure is not zero.
@@ -271,24 +285,239 @@ def _unfinished(output: str) -> bool:
     return True
 
 
+# --- the distinct variant: issue 11's lost answers, one body per request ---------------------
+
+DISTINCT_MODEL = "veo3-1-extend"
+DISTINCT_URL = "https://example.com/soak/source.mp4"
+#: Per submit: the answer is lost after the run was created, or a 503 comes before.
+DROP_RATE = 0.05
+UNAVAILABLE_RATE = 0.05
+POLL_FAILURE_RATE = 0.10
+#: Jittered server latency in emulated seconds, as in the other benchmarks.
+LATENCY = (0.1, 0.5)
+
+
+def distinct_requests(emu: Emulator, count: int, rng: random.Random) -> list[Any]:
+    """Half Midjourney extends, each of its own (run, index), half ``veo3-1-extend`` with a
+    prompt of its own, in a seeded order: no two bodies alike."""
+    pairs = [(run, index) for run in emu.midjourney_run_ids(KEY) for index in range(4)]
+    requests: list[Any] = [ave.MidjourneyExtend(*pair) for pair in pairs[: count // 2]]
+    requests += [
+        ave.SourceExtend(DISTINCT_MODEL, f"distinct shot {n}", video_url=DISTINCT_URL)
+        for n in range(count - len(requests))
+    ]
+    rng.shuffle(requests)
+    return requests
+
+
+def made_by(created: dict[str, Any] | None, request: Any) -> bool:
+    """Whether the body that created a run is ``request``'s (fields a client adds are fine)."""
+    if created is None:
+        return False
+    return all(created.get(name) == value for name, value in request.payload().items())
+
+
+async def distinct_run(args: argparse.Namespace, seed: int, created_at: Any) -> dict[str, Any]:
+    rng = random.Random(f"distinct:{seed}")
+    scale = args.scale
+    async with Emulator(
+        users={KEY: 1e9},
+        time_scale=scale,
+        seed=seed,
+        envelope="mixed",
+        created_at=created_at,
+        clock_skew=args.clock_skew,
+        midjourney_runs=-(-args.jobs // 8),
+        queue_seconds=(5.0, 30.0),
+        run_seconds=(30.0, 120.0),
+        latency=(LATENCY[0] / scale, LATENCY[1] / scale),
+    ) as emu:
+        requests = distinct_requests(emu, args.jobs, rng)
+        dropped = emu.faults.add(Fault("submit", "ambiguous", rate=DROP_RATE))
+        # Checked after the first: this rate of the rest makes it 5 % of all submits too.
+        unavailable = emu.faults.add(
+            Fault("submit", "server_error", status=503, rate=UNAVAILABLE_RATE / (1 - DROP_RATE))
+        )
+        for route in ("status", "legacy_status"):
+            emu.faults.add(Fault(route, "server_error", rate=POLL_FAILURE_RATE))
+        errors: collections.Counter[str] = collections.Counter()
+        outcomes: collections.Counter[str] = collections.Counter()
+        named: set[str] = set()  # candidates of AmbiguousSubmitError
+        unexpected = 0  # exceptions outside the library's error tree
+        started = time.perf_counter()
+        async with ave.Session(
+            KEY,
+            base_url=emu.base_url,
+            time_scale=scale,
+            # A limiter of its own: seeds run one after another and must not share a budget.
+            limiter=ave.RateLimiter(ave.Limits().scaled(scale)),
+            poll=ave.PollPolicy(timeout=None),
+        ) as session:
+            submitted = await asyncio.gather(
+                *(session.submit(request) for request in requests), return_exceptions=True
+            )
+            jobs: list[tuple[Any, ave.Job]] = []
+            for request, answer in zip(requests, submitted, strict=True):
+                if isinstance(answer, ave.Job):
+                    jobs.append((request, answer))
+                elif isinstance(answer, ave.AmbiguousSubmitError):
+                    errors["AmbiguousSubmitError"] += 1
+                    named.update(answer.candidates)
+                else:
+                    errors[type(answer).__name__] += 1
+                    unexpected += not isinstance(answer, ave.VideoExtendError)
+            finished = await asyncio.gather(*(job for _, job in jobs), return_exceptions=True)
+            for result in finished:
+                outcomes["completed" if isinstance(result, ave.VideoResult) else "failed"] += 1
+                unexpected += not isinstance(result, ave.VideoResult | ave.VideoExtendError)
+        elapsed = time.perf_counter() - started
+        # Runs the session could not attribute (read once it is closed, so that it has
+        # followed them to the end); a session without such a list names none.
+        unattributed = {
+            getattr(run, "run_id", run) for run in getattr(session, "unattributed_runs", ())
+        }
+        misattributed = [
+            f"{job.run_id} returned for {request.payload()}, created by "
+            f"{emu.created_by(job.run_id)}"
+            for request, job in jobs
+            if not made_by(emu.created_by(job.run_id), request)
+        ]
+        returned = {job.run_id for _, job in jobs}
+        orphaned = sorted({e.run_id for e in emu.ledger} - returned - named - unattributed)
+        return {
+            "seed": seed,
+            "created_at": created_at,
+            "dropped": dropped.fired,
+            "unavailable": unavailable.fired,
+            "ambiguous": errors["AmbiguousSubmitError"],
+            "misattributed": misattributed,
+            "orphaned": orphaned,
+            "unattributed": len(unattributed),
+            "duplicate_charges": emu.duplicate_charges(),
+            "rate_limited": sum(emu.stats.rate_limited.values()),
+            "submit_errors": {k: v for k, v in errors.items() if k != "AmbiguousSubmitError"},
+            "unexpected": unexpected,
+            "completed": outcomes["completed"],
+            "failed": outcomes["failed"],
+            "paid": len(emu.ledger),
+            "seconds": elapsed,
+        }
+
+
+#: The table's columns: (heading, figure); figures are counts summed over the seeds.
+COLUMNS = (
+    ("dropped", "dropped"),
+    ("503", "unavailable"),
+    ("Ambiguous", "ambiguous"),
+    ("misattrib.", "misattributed"),
+    ("orphaned", "orphaned"),
+    ("unattrib.", "unattributed"),
+    ("dup.charges", "duplicate_charges"),
+    ("429s", "rate_limited"),
+    ("paid", "paid"),
+    ("done", "completed"),
+    ("failed", "failed"),
+)
+
+
+def _counts(row: dict[str, Any]) -> dict[str, int]:
+    return {
+        key: len(value) if isinstance(value, list) else value
+        for key, value in row.items()
+        if isinstance(value, int | list) and key != "seed"
+    }
+
+
+def distinct_table(rows: list[dict[str, Any]]) -> int:
+    """Print the per-seed and summed figures; returns the sum of the must-be-zero ones."""
+    widths = [max(len(heading), 4) for heading, _ in COLUMNS]
+    head = " ".join(f"{heading:>{w}}" for (heading, _), w in zip(COLUMNS, widths, strict=True))
+    print(f"{'seed':>5} {'createdAt':<9} {head} {'wall s':>6}  other submit errors")
+    total: collections.Counter[str] = collections.Counter()
+    for row in rows:
+        counts = _counts(row)
+        total.update(counts)
+        cells = " ".join(f"{counts[key]:>{w}}" for (_, key), w in zip(COLUMNS, widths, strict=True))
+        print(
+            f"{row['seed']:>5} {row['created_at']:<9} {cells} {row['seconds']:>6.1f}  "
+            f"{row['submit_errors'] or ''}"
+        )
+    cells = " ".join(f"{total[key]:>{w}}" for (_, key), w in zip(COLUMNS, widths, strict=True))
+    print(f"{'sum':>5} {'':<9} {cells}")
+    for row in rows:
+        for line in [*row["misattributed"], *(f"orphaned {r}" for r in row["orphaned"])][:10]:
+            print(f"  seed {row['seed']}: {line}")
+    lost = total["dropped"] + total["unavailable"]
+    ambiguous = total["ambiguous"]
+    per = f"1 per {lost / ambiguous:.1f}" if ambiguous else "none"
+    verdict = "met" if ambiguous * 20 <= lost else "NOT met"
+    print(f"lost submit answers (dropped + 503)      {lost}")
+    print(
+        f"AmbiguousSubmitError per lost answer    {ambiguous} / {lost} = {per}"
+        f" (goal: at most 1 per 20: {verdict})"
+    )
+    must = ("misattributed", "orphaned", "duplicate_charges", "rate_limited", "unexpected")
+    names = {
+        "duplicate_charges": "duplicate charges",
+        "rate_limited": "429s",
+        "unexpected": "unexpected errors",
+    }
+    print("must be 0: " + ", ".join(f"{names.get(key, key)} {total[key]}" for key in must))
+    return sum(total[key] for key in must)
+
+
+async def distinct_soak(args: argparse.Namespace) -> int:
+    print(
+        f"soak --variant distinct: {args.jobs} extends per seed ({args.jobs // 2} "
+        f"midjourney-video, {args.jobs - args.jobs // 2} {DISTINCT_MODEL}), distinct bodies, "
+        f"one Session at {args.scale:g}x, all submitted at once"
+    )
+    print(
+        f"  faults: {DROP_RATE:.0%} of submits lose the answer after creating the run, "
+        f"{UNAVAILABLE_RATE:.0%} get a 503 before, {POLL_FAILURE_RATE:.0%} of status polls fail;"
+        f" mixed envelope; clock skew {args.clock_skew:g} s; seed {args.seeds[-1]}: no createdAt"
+    )
+    rows = []
+    for n, seed in enumerate(args.seeds):
+        created_at = "missing" if n == len(args.seeds) - 1 else "exact"
+        rows.append(await distinct_run(args, seed, created_at))
+    return distinct_table(rows)
+
+
 # --- main ---------------------------------------------------------------------------------
 
 
 async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--variant", choices=("mixed", "distinct"), default="mixed")
+    parser.add_argument("--jobs", type=int, help="default 2000 (mixed), 120 (distinct)")
     parser.add_argument("--in-flight", type=int, default=400)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--lines", type=int, default=30, help="manifest lines per trial")
-    parser.add_argument("--scale", type=float, default=600.0)
+    parser.add_argument("--scale", type=float, help="default 600 (mixed), 60 (distinct)")
     parser.add_argument("--slow", type=float, default=0.5, help="real seconds of a slow answer")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[1, 2, 9], help="distinct: one run per seed"
+    )
+    parser.add_argument(
+        "--clock-skew", type=float, default=0.0, help="distinct: the server clock's lead, s"
+    )
     args = parser.parse_args(argv)
+    distinct = args.variant == "distinct"
+    if args.jobs is None:
+        args.jobs = 120 if distinct else 2000
+    if args.scale is None:
+        args.scale = 60.0 if distinct else 600.0
     # Retries and reconciliations are expected here by the thousand; the figures tell the story.
     logging.getLogger("aiovideoextend").setLevel(logging.ERROR)
     # A "slow" answer's handler finds its client gone: the emulator's server logs that.
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
+    if distinct:
+        bad = await distinct_soak(args)
+        print("OK" if not bad else "FAILED: a must-be-zero figure is not zero")
+        return 1 if bad else 0
     bad = 0
     if args.jobs:
         lib = await library_soak(args)
@@ -329,6 +558,7 @@ async def main(argv: list[str] | None = None) -> int:
         print(f"  SIGKILLs delivered             {totals['kills']}")
         print(f"  final runs needed              {totals['reruns']}")
         print(f"  results by status              {dict(statuses)}")
+        print(f"  ambiguous lines after SIGKILL trials {statuses['ambiguous']}")
         print(f"  manifest lines without result  {totals['lines_missing']}")
         print(f"  manifest lines with two        {totals['lines_twice']}")
         print(f"  duplicate charges              {totals['duplicate_charges']}")
