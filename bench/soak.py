@@ -17,10 +17,10 @@ run and lose the answer, 5 % get a 503 before anything is created, 10 % of statu
 and status bodies come in both envelopes; the last seed's recover rows carry no ``createdAt``
 (``--clock-skew S`` also moves the server's clock). It counts lost answers,
 ``AmbiguousSubmitError``s, runs handed to a request whose body did not create them
-(misattributed, per ``emu.created_by``) and paid runs that were neither returned nor named as a
-candidate or in the session's ``unattributed_runs`` (orphaned). Seed 9 is among the defaults
-because there the reconciler of issue 11's time handed a lost run to a request whose submit
-got a 503 (the issue's trace), in every run we made.
+(misattributed, per ``emu.created_by``) and paid runs that were neither returned nor named as
+a candidate or in the session's ``unattributed_runs`` (or ``unattributed``) list (orphaned).
+Seed 9 is among the defaults because there the reconciler of issue 11's time handed a lost
+run to a request whose submit got a 503 (the issue's trace), in every run we made.
 
 The figures printed at the end are the ones ``docs/reliability.md`` quotes; the exit status
 is 1 when a must-be-zero figure is not zero.
@@ -372,10 +372,10 @@ async def distinct_run(args: argparse.Namespace, seed: int, created_at: Any) -> 
                 unexpected += not isinstance(result, ave.VideoResult | ave.VideoExtendError)
         elapsed = time.perf_counter() - started
         # Runs the session could not attribute (read once it is closed, so that it has
-        # followed them to the end); a session without such a list names none.
-        unattributed = {
-            getattr(run, "run_id", run) for run in getattr(session, "unattributed_runs", ())
-        }
+        # followed them to the end): run ids or records with a run_id, under either name; a
+        # session without such a list names none.
+        listed = getattr(session, "unattributed_runs", None) or getattr(session, "unattributed", ())
+        unattributed = {getattr(run, "run_id", run) for run in listed}
         misattributed = [
             f"{job.run_id} returned for {request.payload()}, created by "
             f"{emu.created_by(job.run_id)}"
