@@ -155,8 +155,10 @@ class Retries:
     Retried: 429 (after ``Retry-After`` when given), 408, 5xx, timeouts and connection errors,
     with exponential backoff from ``base`` doubling up to ``cap`` seconds, ``jitter`` spreading
     them. A submit is repeated only when it provably created no job (429, connection refused).
-    ``reconcile_skew`` is how far (seconds) the server's clock may lag ours when matching a run
-    created by a submit whose answer was lost.
+    ``reconcile_skew`` bounds (seconds) how far the server's clock may be off the one its Date
+    headers show, until answered submits pin it down; ``reconcile_margin`` (seconds, never
+    scaled) widens each lost submit's flight for clock reads and drift when matching its run
+    by ``createdAt`` (see ``docs/reliability.md``).
     """
 
     attempts: int = attrs.field(default=6, validator=_positive_int)
@@ -164,6 +166,7 @@ class Retries:
     cap: float = attrs.field(default=30.0, validator=_positive)
     jitter: float = attrs.field(default=0.2, validator=_fraction)
     reconcile_skew: float = attrs.field(default=5.0, validator=_non_negative)
+    reconcile_margin: float = attrs.field(default=0.005, validator=_non_negative)
 
     def scaled(self, time_scale: float) -> Retries:
         _check_scale(time_scale)

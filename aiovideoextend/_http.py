@@ -138,7 +138,9 @@ class Transport:
         except (aiohttp.ClientError, TimeoutError) as exc:
             self._release(taken)
             kind = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
-            raise TransportError(f"{method} {url.path} failed: {kind}") from None
+            error = TransportError(f"{method} {url.path} failed: {kind}")
+            error.timed_out = isinstance(exc, TimeoutError)
+            raise error from None
         except BaseException:
             self._release(taken)
             raise

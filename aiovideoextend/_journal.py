@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "Journal", "JournalEntry", "JournalError", "LocalJournalStore"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 _SCHEMA: Final = """
 CREATE TABLE schema_version (version INTEGER NOT NULL);
@@ -54,7 +54,8 @@ CREATE TABLE entries (
     submitted_seq INTEGER,
     precharge REAL,
     outcome TEXT,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    submitted_at REAL
 );
 CREATE TABLE known_runs (
     run_id TEXT PRIMARY KEY,
@@ -87,6 +88,8 @@ class JournalEntry:
     intent_at: float
     run_id: str | None = None
     submitted_seq: int | None = None
+    #: our clock when the answer naming ``run_id`` was recorded (None: adopted, or older)
+    submitted_at: float | None = None
     precharge: float | None = None
     #: the finished outcome as a JSON-able dict (see ``BatchOutcome.to_dict``)
     outcome: dict[str, Any] | None = None
@@ -179,6 +182,10 @@ class Journal:
             )
         if version < 1 or not tables >= _TABLES:
             raise self._corrupt(RuntimeError(f"schema {version} lacks tables"))
+        if version == 1:
+            # Schema 2 adds when each answer arrived (it pins the server's clock).
+            db.execute("ALTER TABLE entries ADD COLUMN submitted_at REAL")
+            db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -222,13 +229,14 @@ class Journal:
         """Every entry by id."""
         rows = self.db.execute(
             "SELECT entry_id, request_key, model, position, state, intent_seq, intent_at, run_id,"
-            " submitted_seq, precharge, outcome FROM entries"
+            " submitted_seq, precharge, outcome, submitted_at FROM entries"
         ).fetchall()
         result = {}
         for row in rows:
-            entry_id, key, model, position, state, intent_seq, intent_at, run_id, sub, pre, out = (
-                row
-            )
+            entry_id, key, model, position, state, intent_seq, intent_at, run_id, sub, pre = row[
+                :10
+            ]
+            out, submitted_at = row[10:]
             result[entry_id] = JournalEntry(
                 entry_id=entry_id,
                 request_key=key,
@@ -239,6 +247,7 @@ class Journal:
                 intent_at=intent_at,
                 run_id=run_id,
                 submitted_seq=sub,
+                submitted_at=submitted_at,
                 precharge=pre,
                 outcome=None if out is None else json.loads(out),
             )
@@ -275,14 +284,19 @@ class Journal:
             if cur.rowcount != 1:
                 raise JournalError(f"journal entry {entry_id} is already past its intent")
 
-    def record_submitted(self, entry_id: str, run_id: str, precharge: float | None) -> None:
-        """Commit the run id the server gave the entry's job."""
+    def record_submitted(
+        self, entry_id: str, run_id: str, precharge: float | None, *, answered: bool = True
+    ) -> None:
+        """Commit the run id the server gave the entry's job (``answered``: in its answer, not
+        found through recover)."""
+        now = time.time()
         with self._transaction() as db:
             seq = self._next_seq(db)
             cur = db.execute(
                 "UPDATE entries SET state = 'submitted', run_id = ?, submitted_seq = ?,"
-                " precharge = ?, updated_at = ? WHERE entry_id = ? AND state = 'intent'",
-                (run_id, seq, precharge, time.time(), entry_id),
+                " precharge = ?, updated_at = ?, submitted_at = ?"
+                " WHERE entry_id = ? AND state = 'intent'",
+                (run_id, seq, precharge, now, now if answered else None, entry_id),
             )
             if cur.rowcount != 1:
                 raise JournalError(f"journal entry {entry_id} has no open intent")
@@ -359,8 +373,10 @@ class LocalJournalStore:
         )
         return True
 
-    async def record_submitted(self, entry_id: str, run_id: str, precharge: float | None) -> None:
-        self.journal.record_submitted(entry_id, run_id, precharge)
+    async def record_submitted(
+        self, entry_id: str, run_id: str, precharge: float | None, *, answered: bool = True
+    ) -> None:
+        self.journal.record_submitted(entry_id, run_id, precharge, answered=answered)
 
     async def record_finished(self, entry_id: str, outcome: dict[str, Any]) -> None:
         self.journal.record_finished(entry_id, outcome)

@@ -64,8 +64,11 @@ class JournalStore(Protocol):
         """
         ...
 
-    async def record_submitted(self, entry_id: str, run_id: str, precharge: float | None) -> None:
-        """Commit the run id the server gave the entry's job."""
+    async def record_submitted(
+        self, entry_id: str, run_id: str, precharge: float | None, *, answered: bool = True
+    ) -> None:
+        """Commit the run id the server gave the entry's job; ``answered``: it came in the
+        submit's answer (then the time it was recorded pins the server's clock)."""
         ...
 
     async def record_finished(self, entry_id: str, outcome: dict[str, Any]) -> None:

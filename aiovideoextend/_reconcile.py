@@ -1,40 +1,46 @@
 """Submits whose outcome is unknown: find the runs they created, without ever paying twice.
 
 Submits of one model go out concurrently (a batch of up to the limit leaves at once). When one
-of them loses its answer (a reset or timeout after the body left, a 5xx, an unreadable 2xx), the
-guard closes that model's gate so that no new submit of it starts, waits for the ones already out
-to come back, and then resolves every submit of that model whose outcome is unknown in one look at
-``generate-video/recover``. Runs claimed by answered submits cannot be mistaken for lost ones, and
-the lost ones are matched together:
+of them loses its answer (a reset or timeout after the body left, a 500, an unreadable 2xx), the
+guard closes that model's gate so that no new submit of it starts, waits for the ones already
+out to come back, and then resolves every lost submit of that model in one look at
+``generate-video/recover``, by the rules of :mod:`._attribution`: what the session saw before
+each submit left (a snapshot of the model's runs is taken before its first submit), the
+``createdAt`` of each run against each submit's flight, on a clock offset pinned by the
+submits that did get their answer. A run goes to a lost submit only when no other explanation
+is possible; a lost submit that created nothing may be sent again; the rest raise
+:class:`AmbiguousSubmitError` naming the candidates, which the session keeps following (see
+``Session.unresolved``). Runs nobody may have created are kept in ``Session.unattributed``.
 
-- no new unclaimed run: nothing was created; each lost submit may be sent again;
-- one lost submit and one new run: that run is its job;
-- several lost submits with the same body and no more new runs than submits: any run serves any
-  of them, the rest are sent again;
-- anything else: :class:`AmbiguousSubmitError` for each, listing the candidates; nothing is
-  adopted and nothing is resent. Money is at stake; a person decides.
-
-After a lost answer the model's submits go one at a time for ``cooldown`` seconds: a server in
-trouble tends to lose several answers in a row, and one at a time each is matched with its own
-run. In good times they go out together, as fast as the rate limit allows.
+Without a usable ``createdAt`` the model's submits go one at a time for ``cooldown`` seconds
+after a lost answer, so that each later loss is told apart by the snapshot rule alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
-from datetime import datetime
 from typing import Any
 
 import attrs
 
+from ._attribution import Anchor, Attempt, Listed, attribute, offset_bounds, parse_created_at
 from .exceptions import AmbiguousSubmitError
 from .models import RecoveredRun
 
-__all__ = ["LostSubmit", "NotNow", "SubmitGuard", "Ticket"]
+__all__ = ["LostSubmit", "NotNow", "SubmitGuard", "Ticket", "body_key"]
+
+log = logging.getLogger("aiovideoextend")
+
+#: the most runs recover lists at once
+RECOVER_LIMIT = 50
+#: answered submits remembered to pin the server's clock (most recent first)
+_FLIGHTS = 2000
 
 
 @attrs.define(eq=False)
@@ -43,14 +49,24 @@ class LostSubmit:
 
     model: str
     body: str
-    #: wall-clock seconds (our clock) just before the request left
-    started: float
     cause: str
+    #: order stamp and our clock when the request left, our clock when the answer was lost
+    sent_seq: int = 0
+    sent_at: float = 0.0
+    ended_at: float | None = None
     #: a run that is certainly not this submit's (the Midjourney run being extended)
     exclude: str | None = None
+    #: the client gave up waiting: the server may create the run later still
+    timed_out: bool = False
     run: RecoveredRun | None = None
     error: AmbiguousSubmitError | None = None
     resolved: bool = False
+
+    def attempt(self) -> Attempt:
+        exclude = frozenset((self.exclude,)) if self.exclude else frozenset()
+        return Attempt(
+            str(id(self)), self.sent_seq, self.sent_at, self.ended_at, self.body, exclude
+        )
 
 
 class NotNow(Exception):  # noqa: N818  (a signal, not an error)
@@ -64,23 +80,45 @@ class Ticket:
 
     guard: SubmitGuard
     model: str
+    #: awaited once the submit may leave, right before it does (a batch records its intent)
+    before_send: Callable[[], Awaitable[None]] | None = None
     entered: bool = False
-    #: wall-clock seconds (our clock) when the request left
-    started: float = 0.0
+    #: order stamp and our clock when the request left
+    sent_seq: int = 0
+    sent_at: float = 0.0
 
     async def enter(self) -> None:
         """Called with the rate-limit slots held: never waits (a waiting submit holding slots
         could starve the very recover that would let it go). :class:`NotNow` makes the
         transport give the slots back unused; wait with :meth:`SubmitGuard.ready`, then retry."""
-        if not self.guard.try_enter(self.model):
+        if not self.guard.try_enter(self):
             raise NotNow
         self.entered = True
-        self.started = time.time()
+        if self.before_send is not None:
+            await self.before_send()
+
+    def lost(
+        self, body: str, cause: str, exclude: str | None, *, timed_out: bool = False
+    ) -> LostSubmit:
+        return LostSubmit(
+            self.model,
+            body,
+            cause,
+            sent_seq=self.sent_seq,
+            sent_at=self.sent_at,
+            ended_at=time.time(),
+            exclude=exclude,
+            timed_out=timed_out,
+        )
+
+    def answered(self, run_id: str) -> None:
+        """The answer named ``run_id``: remember the flight (it pins the server's clock)."""
+        self.guard.answered(run_id, self.sent_at, time.time())
 
     def leave(self) -> None:
         if self.entered:
             self.entered = False
-            self.guard.leave(self.model)
+            self.guard.leave(self)
 
 
 def body_key(payload: Any) -> str:
@@ -93,24 +131,93 @@ class SubmitGuard:
     def __init__(
         self,
         recover: Callable[[str], Awaitable[list[RecoveredRun]]],
+        snapshot: Callable[[str], Awaitable[list[RecoveredRun]]],
         claimed: Collection[str],
         *,
-        since: Callable[[float], float],
+        clock_offset: Callable[[], float],
+        skew: float,
+        margin: float,
         settle_timeout: float | None,
         cooldown: float,
     ) -> None:
         self._recover = recover
+        self._list_before = snapshot
         self._claimed = claimed
-        self._since = since
+        self._clock_offset = clock_offset
+        self._skew = skew
+        self._margin = margin
         self._settle_timeout = settle_timeout
         self._cooldown = cooldown
+        self._stamps = itertools.count(1)
+        #: the order stamp at which each run was first seen (listings and answers)
+        self._seen: dict[str, int] = {}
+        #: answered submits: run id -> (our clock when sent, when answered)
+        self._flights: collections.OrderedDict[str, tuple[float, float]] = collections.OrderedDict()
         #: loop time until which a model's submits go one at a time
         self._careful_until: dict[str, float] = {}
-        self._in_flight: collections.Counter[str] = collections.Counter()
+        self._in_flight: dict[str, set[Ticket]] = collections.defaultdict(set)
         self._idle: dict[str, asyncio.Event] = {}
         self._gates: dict[str, asyncio.Event] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._lost: dict[str, list[LostSubmit]] = collections.defaultdict(list)
+        #: timed-out submits found to have created nothing, and the loop time until which a
+        #: late creation of theirs is feared: they compete for new runs until then
+        self._released: dict[str, list[tuple[Attempt, float]]] = collections.defaultdict(list)
+        self._snapshots: dict[str, asyncio.Future[None]] = {}
+        #: the stamp of each model's first submit, and our clock then
+        self._first: dict[str, tuple[int, float]] = {}
+        #: runs no submit of ours may have created (late creations, someone else's)
+        self.unattributed: list[RecoveredRun] = []
+        self._reported: set[str] = set()
+
+    # -- what the session saw ---------------------------------------------------------------
+
+    def stamp(self) -> int:
+        return next(self._stamps)
+
+    def saw(self, run_ids: Collection[str]) -> None:
+        """Runs seen in a listing or an answer: no submit sent from now on can own them."""
+        stamp = self.stamp()
+        for run_id in run_ids:
+            self._seen.setdefault(run_id, stamp)
+
+    def answered(self, run_id: str, sent_at: float, answered_at: float) -> None:
+        self.saw((run_id,))
+        self._flights[run_id] = (sent_at, answered_at)
+        if len(self._flights) > _FLIGHTS:
+            self._flights.popitem(last=False)
+
+    async def snapshot(self, model: str) -> None:
+        """Before the first submit of ``model``: list its runs, so none of them can ever be
+        taken for a run of ours (one look per model; a failed look is not fatal)."""
+        task = self._snapshots.get(model)
+        if task is None:
+            task = self._snapshots[model] = asyncio.ensure_future(self._take_snapshot(model))
+        await asyncio.shield(task)
+
+    def listed(self, model: str) -> None:
+        """A full listing of ``model`` was seen: it serves as the snapshot before its submits."""
+        if model not in self._snapshots:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            self._snapshots[model] = done
+
+    async def aclose(self) -> None:
+        """Stop snapshots still under way (their submitters are gone with the session)."""
+        tasks = [task for task in self._snapshots.values() if not task.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _take_snapshot(self, model: str) -> None:
+        try:
+            runs = await self._list_before(model)
+        except Exception as exc:
+            log.warning("recover before the first submit of %s failed: %s", model, exc)
+            return
+        self.saw([run.run_id for run in runs])
+
+    # -- the gate ---------------------------------------------------------------------------
 
     def _event(self, table: dict[str, asyncio.Event], model: str) -> asyncio.Event:
         event = table.get(model)
@@ -141,27 +248,32 @@ class SubmitGuard:
                 continue
             return
 
-    def try_enter(self, model: str) -> bool:
+    def try_enter(self, ticket: Ticket) -> bool:
         """Let a submit leave now (True), or not yet (False: wait with :meth:`ready`)."""
+        model = ticket.model
         if not self._event(self._gates, model).is_set():
             return False
         if self._careful(model) and self._in_flight[model]:
             return False
-        self._in_flight[model] += 1
+        ticket.sent_seq = self.stamp()
+        ticket.sent_at = time.time()
+        self._first.setdefault(model, (ticket.sent_seq, ticket.sent_at))
+        self._in_flight[model].add(ticket)
         self._event(self._idle, model).clear()
         return True
 
     def lost(self, submit: LostSubmit) -> None:
         """Record a lost answer; call before :meth:`leave` so that a reconciliation sees it."""
         self._lost[submit.model].append(submit)
-        until = asyncio.get_running_loop().time() + self._cooldown
-        self._careful_until[submit.model] = until
 
-    def leave(self, model: str) -> None:
-        self._in_flight[model] -= 1
-        if not self._in_flight[model]:
-            del self._in_flight[model]
-            self._event(self._idle, model).set()
+    def leave(self, ticket: Ticket) -> None:
+        flying = self._in_flight[ticket.model]
+        flying.discard(ticket)
+        if not flying:
+            del self._in_flight[ticket.model]
+            self._event(self._idle, ticket.model).set()
+
+    # -- resolving --------------------------------------------------------------------------
 
     async def resolve(self, submit: LostSubmit) -> RecoveredRun | None:
         """The run ``submit`` created, or None if it created none (then it may be resent)."""
@@ -187,14 +299,13 @@ class SubmitGuard:
         return submit.run
 
     async def _reconcile(self, model: str) -> None:
-        settled = True
         idle = self._event(self._idle, model)
         if not idle.is_set():
             try:
                 async with asyncio.timeout(self._settle_timeout):
                     await idle.wait()
             except TimeoutError:
-                settled = False
+                pass  # the ones still out compete for the runs (see `open_attempts`)
         lost = self._lost.pop(model, [])
         if not lost:
             return
@@ -204,51 +315,79 @@ class SubmitGuard:
             # Not resolved: a later call tries again (the lost submits stay lost).
             self._lost[model][:0] = lost
             raise
-        since = self._since(min(s.started for s in lost))
-        excluded = {s.exclude for s in lost}
-        candidates = [
-            run
-            for run in runs
-            if run.model in (None, model)
-            and run.run_id not in self._claimed
-            and run.run_id not in excluded
-            and _created_after(run.created_at, since)
-        ]
-        self._assign(lost, candidates, settled=settled)
-
-    @staticmethod
-    def _assign(lost: list[LostSubmit], candidates: list[RecoveredRun], *, settled: bool) -> None:
+        listing_full = len(runs) >= RECOVER_LIMIT
+        by_id = {run.run_id: run for run in runs if run.model in (None, model)}
+        listed: list[Listed] = []
+        anchors: list[Anchor] = []
+        dated = True
+        for run in by_id.values():
+            created, resolution = parse_created_at(run.created_at)
+            dated = dated and created is not None
+            if run.run_id in self._claimed:
+                flight = self._flights.get(run.run_id)
+                if flight is not None and created is not None:
+                    anchors.append(Anchor(flight[0], flight[1], created, resolution))
+                continue
+            listed.append(Listed(run.run_id, created, resolution, self._seen.get(run.run_id)))
+        self.saw(list(by_id))
+        server = self._clock_offset()
+        offset = offset_bounds(anchors, (server - self._skew, server + self._skew))
+        now = asyncio.get_running_loop().time()
+        released = [(a, until) for a, until in self._released[model] if until > now]
+        self._released[model] = released
+        flying = [Attempt(f"open-{id(t)}", t.sent_seq, t.sent_at) for t in self._in_flight[model]]
+        matching = attribute(
+            [submit.attempt() for submit in lost],
+            listed,
+            open_attempts=[*flying, *(attempt for attempt, _ in released)],
+            offset=offset,
+            margin=self._margin,
+            listing_full=listing_full,
+        )
+        if offset is None or not dated:
+            # Without a clock to tell flights apart, later losses are kept apart in time.
+            self._careful_until[model] = now + self._cooldown
+        self._report(model, matching.unattributed, by_id)
         for submit in lost:
             submit.resolved = True
-        if not candidates:
-            return  # nothing was created: each may be sent again
-        one_body = len({s.body for s in lost}) == 1
-        if settled and len(candidates) <= len(lost) and (len(lost) == 1 or one_body):
-            # Oldest run to the oldest submit: with one body any match is right.
-            ordered = sorted(lost, key=lambda s: s.started)
-            for submit, run in zip(ordered, reversed(candidates), strict=False):
-                submit.run = run
+            verdict = matching.verdicts[submit.attempt().key]
+            if verdict.run is not None:
+                submit.run = by_id[verdict.run]
+            elif verdict.created_nothing:
+                if submit.timed_out:
+                    # It may still be created, late: for a while it competes for new runs (its
+                    # flight has no end), so that a late run is never handed to another.
+                    late = attrs.evolve(submit.attempt(), ended_at=None)
+                    self._released[model].append((late, now + self._cooldown))
+            else:
+                ids = list(verdict.candidates)
+                listed_ids = ", ".join(ids) or "none visible"
+                submit.error = AmbiguousSubmitError(
+                    f"submit of {submit.model} failed ({submit.cause}) and the runs that may be "
+                    f"its job cannot be told apart: {listed_ids}; none was adopted and nothing "
+                    "was resubmitted",
+                    model=submit.model,
+                    candidates=ids,
+                    cause=submit.cause,
+                )
+
+    def _report(self, model: str, run_ids: Collection[str], by_id: dict[str, RecoveredRun]) -> None:
+        """Keep the runs nobody may own that appeared since our first submit of ``model``."""
+        first = self._first.get(model)
+        if first is None:
             return
-        ids = [run.run_id for run in candidates]
-        for submit in lost:
-            submit.error = AmbiguousSubmitError(
-                f"submit of {submit.model} failed ({submit.cause}) and the runs that may be "
-                f"its job cannot be told apart: {', '.join(ids)}; none was adopted and nothing "
-                "was resubmitted",
-                model=submit.model,
-                candidates=ids,
-                cause=submit.cause,
+        first_seq, first_at = first
+        for run_id in run_ids:
+            if run_id in self._reported:
+                continue
+            seen = self._seen.get(run_id)
+            created, _ = parse_created_at(by_id[run_id].created_at)
+            if seen is not None and seen < first_seq:
+                continue  # it was there before we submitted anything
+            if created is not None and created < first_at + self._clock_offset() - self._skew:
+                continue
+            self._reported.add(run_id)
+            self.unattributed.append(by_id[run_id])
+            log.warning(
+                "run %s of %s was created but no submit of this session can own it", run_id, model
             )
-
-
-def _created_after(created_at: str | None, since: float) -> bool:
-    """Whether a run was created at or after ``since`` (an undatable run counts: it may be ours)."""
-    if not created_at:
-        return True
-    try:
-        stamp = datetime.fromisoformat(created_at)
-    except ValueError:
-        return True
-    if stamp.tzinfo is None:
-        return True
-    return stamp.timestamp() >= since

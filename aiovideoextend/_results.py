@@ -23,6 +23,7 @@ __all__ = [
     "BatchItem",
     "BatchOutcome",
     "BatchUpdate",
+    "Candidate",
     "ResultsFile",
     "result_record",
 ]
@@ -41,6 +42,33 @@ class BatchItem:
     request: ExtendRequest | None = None
     line: int | None = None
     error: str | None = None
+
+
+@attrs.frozen
+class Candidate:
+    """A run that may be an ``ambiguous`` request's, followed to its end like any job."""
+
+    run_id: str
+    #: completed, failed, cancelled, or unfinished (still running when the batch stopped)
+    status: str = "unfinished"
+    video_url: str | None = None
+    error: str | None = None
+    #: where its video was downloaded to
+    path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_stored(cls, value: object) -> Candidate:
+        """From a journal: a dict, or a bare run id (journals of 0.1 stored only those)."""
+        if isinstance(value, dict) and isinstance(value.get("run_id"), str):
+            fields = {k: v for k, v in value.items() if k in _CANDIDATE_FIELDS}
+            return cls(**fields)
+        return cls(str(value))
+
+
+_CANDIDATE_FIELDS: Final = frozenset(a.name for a in attrs.fields(Candidate))
 
 
 @attrs.frozen
@@ -65,8 +93,8 @@ class BatchOutcome:
     path: str | None = None
     #: the outcome came from the journal (an earlier run, or another worker of a shared batch)
     resumed: bool = False
-    #: for ``ambiguous``: the runs that might be this request's
-    candidates: tuple[str, ...] = ()
+    #: for ``ambiguous``: the runs that might be this request's, each followed to its end
+    candidates: tuple[Candidate, ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -74,7 +102,7 @@ class BatchOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         data = attrs.asdict(self, recurse=False)
-        data["candidates"] = list(self.candidates)
+        data["candidates"] = [candidate.to_dict() for candidate in self.candidates]
         return data
 
 

@@ -10,7 +10,7 @@ import os
 import random
 import warnings
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
@@ -158,10 +158,13 @@ class Session:
         self._claimed: set[str] = set()
         self._guard = SubmitGuard(
             self._recover_for,
+            self._snapshot_for,
             self._claimed,
-            since=self._reconcile_since,
+            clock_offset=self._server_offset,
+            skew=self._retries.reconcile_skew,
+            margin=self._retries.reconcile_margin,
             settle_timeout=self._timeouts.total,
-            # A careful spell of one rate-limit window of the submit endpoints.
+            # A careful spell of five rate-limit windows of the submit endpoints.
             cooldown=5 * self.limits.generate.period,
         )
         self._rng = random.Random()
@@ -237,6 +240,7 @@ class Session:
         self._state = _State.CLOSED
         if was_open:
             await self._scheduler.aclose()
+            await self._guard.aclose()
             for job in list(self._jobs.values()):
                 job._interrupt()
             if self._own_http and self._http is not None:
@@ -324,6 +328,7 @@ class Session:
         if job is None:
             job = self._jobs[run_id] = Job(self, run_id, model)
             self._claimed.add(run_id)
+            self._guard.saw((run_id,))
         return job
 
     async def submit(self, request: MidjourneyExtend | SourceExtend) -> Job:
@@ -335,26 +340,42 @@ class Session:
         is adopted, none means the submit is sent again, several raise
         :class:`AmbiguousSubmitError`. Money is at stake: never a blind retry.
         """
+        return await self._submit_with(request)
+
+    async def _submit_with(
+        self,
+        request: MidjourneyExtend | SourceExtend,
+        before_send: Callable[[], Awaitable[None]] | None = None,
+    ) -> Job:
+        """:meth:`submit`, awaiting ``before_send`` right before each attempt leaves (with
+        the rate-limit slots held); what it raises stops the submit with nothing sent."""
         transport = self._ready()
         if isinstance(request, SourceExtend) and request.video_file is not None:
             payload = await asyncio.to_thread(request.payload)
         else:
             payload = request.payload()
-        return await self._submit(transport, request, payload)
+        return await self._submit(transport, request, payload, before_send)
 
     async def _submit(
-        self, transport: Transport, request: MidjourneyExtend | SourceExtend, payload: Any
+        self,
+        transport: Transport,
+        request: MidjourneyExtend | SourceExtend,
+        payload: Any,
+        before_send: Callable[[], Awaitable[None]] | None,
     ) -> Job:
         route, model = request.route, request.model
         retries = self._retries
         guard = self._guard
         source = request.run_id if isinstance(request, MidjourneyExtend) else None
+        body = body_key(payload)
+        # Runs that exist before our first submit of the model can never be taken for ours.
+        await guard.snapshot(model)
         attempt = 0
         while True:
             attempt += 1
             # Entered after the rate limiter, right before the request leaves: only requests
             # on the wire can lose an answer, and a careful spell must hold back queued ones.
-            ticket = Ticket(guard, model)
+            ticket = Ticket(guard, model, before_send)
             lost: LostSubmit | None = None
             try:
                 try:
@@ -368,21 +389,23 @@ class Session:
                 except UnsentError:
                     if attempt >= retries.attempts:
                         raise
-                    cause = ""
+                    cause = "connection refused: nothing was sent"
                 except TransportError as exc:
                     cause = str(exc)
-                    lost = LostSubmit(
-                        model, body_key(payload), ticket.started, cause, exclude=source
-                    )
+                    lost = ticket.lost(body, cause, source, timed_out=exc.timed_out)
                 else:
                     status = response.status
                     if 200 <= status < 300:
                         try:
-                            # Adopted before leaving the guard: a reconciliation running for
-                            # a lost sibling must see this run as claimed.
-                            return self._adopt(parse_submission(response.json(), model))
+                            submission = parse_submission(response.json(), model)
                         except ResponseDecodeError as exc:
                             cause = str(exc)
+                            lost = ticket.lost(body, cause, source)
+                        else:
+                            # Adopted before leaving the guard: a reconciliation running for
+                            # a lost sibling must see this run as claimed.
+                            ticket.answered(submission.run_id)
+                            return self._adopt(submission)
                     else:
                         error = self._api_error(response)
                         if isinstance(error, RateLimitError):
@@ -392,15 +415,18 @@ class Session:
                         if not isinstance(error, ServerError):
                             raise error from None
                         cause = str(error)
-                    lost = LostSubmit(
-                        model, body_key(payload), ticket.started, cause, exclude=source
-                    )
+                        if status != 503:
+                            lost = ticket.lost(body, cause, source)
+                        elif attempt >= retries.attempts:
+                            raise error from None
+                        # A 503 "Service Unavailable": the server did not take the request
+                        # (RFC 9110, 15.6.4), so it created nothing and may be sent again.
                 if lost is not None:
                     guard.lost(lost)
             finally:
                 ticket.leave()
             if lost is None:
-                await self._backoff(attempt, "connection refused: nothing was sent")
+                await self._backoff(attempt, cause)
                 continue
             log.warning("submit of %s: outcome unknown (%s); reconciling", model, cause)
             try:
@@ -429,6 +455,7 @@ class Session:
     def _adopt(self, submission: Submission) -> Job:
         run_id = submission.run_id
         self._claimed.add(run_id)
+        self._guard.saw((run_id,))
         job = self._jobs.get(run_id)
         if job is None:
             job = self._jobs[run_id] = Job(self, run_id, submission.model, submission)
@@ -440,10 +467,23 @@ class Session:
     async def _recover_for(self, model: str) -> list[RecoveredRun]:
         return await self.recover(model=model, limit=50)
 
-    def _reconcile_since(self, started: float) -> float:
-        """Our wall-clock ``started`` on the server's clock, less the allowed skew."""
-        offset = self._transport.clock_offset if self._transport is not None else 0.0
-        return started + offset - self._retries.reconcile_skew
+    async def _snapshot_for(self, model: str) -> list[RecoveredRun]:
+        # One try: a snapshot helps, but must not hold a submit back through a backoff.
+        return await self._recover(model=model, limit=50, attempts=1)
+
+    def _server_offset(self) -> float:
+        """The server's clock minus ours, from the Date headers (0 until measured)."""
+        return self._transport.clock_offset if self._transport is not None else 0.0
+
+    @property
+    def unattributed(self) -> tuple[RecoveredRun, ...]:
+        """Runs created since this session's first submit that no submit of it can own.
+
+        A run a server created after the client gave up on its submit (and found nothing)
+        lands here, as does a run someone else created with the same key: reported, never
+        adopted, never dropped. Attach with :meth:`job` to follow one.
+        """
+        return tuple(self._guard.unattributed)
 
     # --- status and recover ---------------------------------------------------------------
 
@@ -471,12 +511,27 @@ class Session:
         """Recent runs of this account, newest first (``limit`` 1-50)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 50:
             raise InvalidRequestError(f"limit must be an int 1-50, got {limit!r:.20}")
+        return await self._recover(model=model, limit=limit)
+
+    async def _recover(
+        self, *, model: str | None, limit: int, attempts: int | None = None
+    ) -> list[RecoveredRun]:
         params = {"limit": str(limit)}
         if model is not None:
             params["model"] = model
-        return await self._call(
-            "recover", "GET", self._urls["recover"], params=params, parse=parse_recover
+        runs = await self._call(
+            "recover",
+            "GET",
+            self._urls["recover"],
+            params=params,
+            parse=parse_recover,
+            attempts=attempts,
         )
+        # Every run listed now existed before any submit sent from now on.
+        self._guard.saw([run.run_id for run in runs])
+        if model is not None and limit == 50:
+            self._guard.listed(model)
+        return runs
 
     async def _call(
         self,

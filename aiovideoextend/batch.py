@@ -27,12 +27,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
+from ._attribution import Anchor, Attempt, Listed, attribute, offset_bounds, parse_created_at
 from ._download import download_video
 from ._journal import Journal, JournalEntry, LocalJournalStore
 from ._journal_api import JournalStore
 from ._manifest import ManifestLine, parse_manifest, request_from_fields
+from ._reconcile import RECOVER_LIMIT
 from ._requests import MidjourneyExtend, SourceExtend
-from ._results import FINISHED_STATUSES, BatchItem, BatchOutcome, BatchUpdate
+from ._results import FINISHED_STATUSES, BatchItem, BatchOutcome, BatchUpdate, Candidate
 from .exceptions import (
     AmbiguousSubmitError,
     APIError,
@@ -56,13 +58,13 @@ from .models import Event, EventKind
 if TYPE_CHECKING:
     from ._job import Job
     from ._session import Session
-    from .models import RecoveredRun
 
 __all__ = [
     "FINISHED_STATUSES",
     "BatchItem",
     "BatchOutcome",
     "BatchUpdate",
+    "Candidate",
     "DownloadError",
     "Journal",
     "JournalEntry",
@@ -78,7 +80,6 @@ __all__ = [
 log = logging.getLogger("aiovideoextend")
 
 ExtendRequest = MidjourneyExtend | SourceExtend
-_RECOVER_LIMIT: Final = 50
 _STORED: Final = ("status", "model", "run_id", "video_url", "error", "cost", "precharge")
 
 
@@ -119,40 +120,6 @@ def _items(requests: Iterable[Any]) -> list[_Entry]:
     return entries
 
 
-def _candidates(
-    runs: list[RecoveredRun],
-    model: str,
-    *,
-    intent_seq: int,
-    claimed: Mapping[str, int],
-    known: Mapping[str, int],
-    snapshot_seq: int | None,
-) -> tuple[list[str], bool]:
-    """The runs a lost submit may have created, and whether that list can be trusted.
-
-    ``runs`` is newest first. A run the journal knew before the intent (claimed by a submit
-    answered before it, or seen in a snapshot taken before it) marks where "before the intent"
-    begins: the lost submit left after the intent, so its run is newer. A run claimed later
-    belongs to another entry; any other run (unknown, or first seen after the intent) is a
-    candidate. Only the journal's sequence numbers are compared, never clocks, so this holds
-    for concurrent submits of many workers sharing one journal too.
-    """
-    found: list[str] = []
-    for run in runs:
-        if run.model not in (None, model):
-            continue
-        claimed_at, known_at = claimed.get(run.run_id), known.get(run.run_id)
-        if (claimed_at is not None and claimed_at < intent_seq) or (
-            known_at is not None and known_at < intent_seq
-        ):
-            return found, True
-        if claimed_at is None:
-            found.append(run.run_id)
-    complete = len(runs) < _RECOVER_LIMIT
-    trusted = complete and snapshot_seq is not None and snapshot_seq < intent_seq
-    return found, trusted or (complete and not found)
-
-
 def _open_live(
     records: Iterable[JournalEntry], model: str, exclude: Collection[str]
 ) -> dict[str, int]:
@@ -166,6 +133,17 @@ def _open_live(
         and r.owner_alive
         and not r.adopted
     }
+
+
+class _HeldElsewhere(Exception):  # noqa: N818  (a signal, not an error)
+    """Another worker of a shared journal claimed the entry first: nothing was sent."""
+
+
+def _excluded(request: ExtendRequest | None) -> frozenset[str]:
+    """The run a Midjourney extend extends: never its result."""
+    if isinstance(request, MidjourneyExtend):
+        return frozenset((request.run_id,))
+    return frozenset()
 
 
 class _Runner:
@@ -214,6 +192,8 @@ class _Runner:
         #: estimated precharges of submits on their way (lanes run concurrently)
         self.reserved = 0.0
         self.guard_lock = asyncio.Lock()
+        #: runs that may be an ambiguous entry's, followed once however many entries name them
+        self.candidates: dict[str, asyncio.Future[Candidate]] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -262,7 +242,7 @@ class _Runner:
         if self.journal is not None:
             stored = {name: fields.get(name) for name in _STORED if name != "status"}
             stored["status"] = status
-            stored["candidates"] = list(fields.get("candidates", ()))
+            stored["candidates"] = [c.to_dict() for c in fields.get("candidates", ())]
             await self.journal.record_finished(entry.entry_id, stored)
         self._emit(entry, status, **fields)
 
@@ -349,7 +329,9 @@ class _Runner:
         if record.state == "finished":
             stored = dict(record.outcome or {})
             status = stored.pop("status", "failed")
-            stored["candidates"] = tuple(stored.get("candidates") or ())
+            stored["candidates"] = tuple(
+                Candidate.from_stored(c) for c in stored.get("candidates") or ()
+            )
             fields = {k: v for k, v in stored.items() if k in (*_STORED, "candidates")}
             if status == "completed" and self.download is not None:
                 self._spawn(self._deliver(entry, resumed=True, **fields))
@@ -412,11 +394,26 @@ class _Runner:
             self.lane_tasks[model] = self._spawn(self._lane(model))
 
     async def _reconcile(self, model: str, items: list[tuple[_Entry, JournalEntry]]) -> None:
-        """Decide what happened to submits whose answer their worker never recorded."""
+        """Decide what happened to submits whose answer their worker never recorded, by the
+        rules of `aiovideoextend._attribution` (see docs/reliability.md)."""
         journal = self.journal
         assert journal is not None  # noqa: S101  (only journal entries are unresolved)
+        mine = {entry.entry_id for entry, _record in items}
+        records = await journal.entries()
+        # Submits of live workers (this one's included) that are on their way may have runs
+        # that are not claimed yet: wait until each has its answer recorded (or its worker is
+        # gone). Intents recorded later cannot have runs in the listing below.
+        pending = _open_live(records.values(), model, mine)
+        while pending:
+            await asyncio.sleep(journal.poll_interval)
+            now = await journal.entries(pending)
+            pending = {
+                k: seq
+                for k, seq in _open_live(now.values(), model, mine).items()
+                if pending.get(k) == seq
+            }
         try:
-            runs = await self.session.recover(model=model, limit=_RECOVER_LIMIT)
+            runs = await self.session.recover(model=model, limit=RECOVER_LIMIT)
         except VideoExtendError as exc:
             why = f"could not check for a lost submit through recover: {exc}"
             for entry, _record in items:
@@ -427,71 +424,112 @@ class _Runner:
             while lane:
                 self._emit(lane.popleft(), "skipped", error=why)
             return
-        mine = {entry.entry_id for entry, _record in items}
         records = await journal.entries()
-        # Submits of live workers (this one's included) that are on their way may have runs in
-        # `runs` that are not claimed yet: wait until each has its answer recorded (or its
-        # worker is gone). Intents recorded later cannot have runs in `runs`.
-        pending = _open_live(records.values(), model, mine)
-        if pending:
-            while pending:
-                await asyncio.sleep(journal.poll_interval)
-                now = await journal.entries(pending)
-                pending = {
-                    k: seq
-                    for k, seq in _open_live(now.values(), model, mine).items()
-                    if pending.get(k) == seq
-                }
-            records = await journal.entries()
-        claimed = {r.run_id: r.submitted_seq or 0 for r in records.values() if r.run_id}
         known = await journal.known_runs(model)
-        snapshot = await journal.complete_snapshot_seq(model)
-        # Other lost intents of this model (their workers died; maybe being reconciled by
-        # another worker) could have made any unknown run: none can be attributed then.
-        rivals = any(
-            r.state == "intent"
-            and r.model == model
-            and r.entry_id not in mine
-            and (r.adopted or not r.owner_alive)
-            for r in records.values()
+        by_run = {r.run_id: r for r in records.values() if r.run_id}
+        listed: list[Listed] = []
+        anchors: list[Anchor] = []
+        for run in runs:
+            if run.model not in (None, model):
+                continue
+            created, resolution = parse_created_at(run.created_at)
+            record = by_run.get(run.run_id)
+            if record is None:
+                listed.append(Listed(run.run_id, created, resolution, known.get(run.run_id)))
+            elif created is not None and record.submitted_at is not None:
+                anchors.append(Anchor(record.intent_at, record.submitted_at, created, resolution))
+        # From now on every listed run is one no later intent can own.
+        await journal.record_known_runs(
+            model, [run.run_id for run in runs], complete=len(runs) < RECOVER_LIMIT
         )
-        verdicts = [
-            (
-                entry,
-                *_candidates(
-                    runs,
-                    model,
-                    intent_seq=record.intent_seq,
-                    claimed=claimed,
-                    known=known,
-                    snapshot_seq=snapshot,
-                ),
+        server = self.session._server_offset()
+        skew = self.session._retries.reconcile_skew
+        lost = [
+            Attempt(
+                entry.entry_id,
+                record.intent_seq,
+                record.intent_at or None,
+                None,  # its worker is gone: when the answer was lost is unknown
+                record.request_key,
+                _excluded(entry.request),
             )
-            for entry, record in sorted(items, key=lambda item: item[1].intent_seq)
+            for entry, record in items
         ]
-        # A run that could be the job of two lost submits is the job of neither for sure.
-        seen = collections.Counter(run for _entry, found, _trusted in verdicts for run in found)
-        for entry, found, trusted in verdicts:
-            if trusted and not found:
+        # Other lost intents of this model (their workers died, maybe being reconciled by
+        # another worker) may own runs too.
+        rivals = [
+            Attempt(r.entry_id, r.intent_seq, r.intent_at or None)
+            for r in records.values()
+            if r.state == "intent" and r.model == model and r.entry_id not in mine
+        ]
+        matching = attribute(
+            lost,
+            listed,
+            open_attempts=rivals,
+            offset=offset_bounds(anchors, (server - skew, server + skew)),
+            margin=self.session._retries.reconcile_margin,
+            listing_full=len(runs) >= RECOVER_LIMIT,
+        )
+        for run_id in matching.unattributed:
+            if known.get(run_id) is None:
+                log.warning(
+                    "run %s of %s was created but no line of this batch can own it", run_id, model
+                )
+        for entry, _record in sorted(items, key=lambda item: item[1].intent_seq):
+            verdict = matching.verdicts[entry.entry_id]
+            if verdict.run is not None:
+                log.info("line %s: adopting %s, created by a lost submit", entry.line, verdict.run)
+                await journal.record_submitted(entry.entry_id, verdict.run, None, answered=False)
+                self._attach(entry, verdict.run, None, resumed=True)
+            elif verdict.created_nothing:
                 log.info("line %s: the lost submit created no run; submitting it", entry.line)
                 self.lanes[model].append(entry)
                 self._start_lane(model)
-            elif trusted and len(found) == 1 and seen[found[0]] == 1 and not rivals:
-                run_id = found[0]
-                log.info("line %s: adopting %s, created by a lost submit", entry.line, run_id)
-                await journal.record_submitted(entry.entry_id, run_id, None)
-                self._attach(entry, run_id, None, resumed=True)
             else:
-                listed = ", ".join(found) or "none visible"
-                await self._finish(
-                    entry,
-                    "ambiguous",
-                    error=(
+                listed_ids = ", ".join(verdict.candidates) or "none visible"
+                self._spawn(
+                    self._ambiguous(
+                        entry,
+                        verdict.candidates,
                         "an earlier submit's answer was lost and recover cannot tell which run "
-                        f"it created (candidates: {listed}); not resubmitted"
-                    ),
-                    candidates=tuple(found),
+                        f"it created (candidates: {listed_ids}); not resubmitted",
+                    )
                 )
+
+    async def _ambiguous(self, entry: _Entry, run_ids: Iterable[str], error: str) -> None:
+        """Follow every run that may be the entry's to its end, then finish it as ambiguous."""
+        candidates = await asyncio.gather(*(self._candidate(run_id, entry) for run_id in run_ids))
+        await self._finish(entry, "ambiguous", error=error, candidates=tuple(candidates))
+
+    def _candidate(self, run_id: str, entry: _Entry) -> asyncio.Future[Candidate]:
+        task = self.candidates.get(run_id)
+        if task is None:
+            assert entry.request is not None  # noqa: S101
+            task = asyncio.ensure_future(self._follow_candidate(run_id, entry.request.model))
+            self.candidates[run_id] = task
+        return asyncio.shield(task)
+
+    async def _follow_candidate(self, run_id: str, model: str) -> Candidate:
+        job = self.session.job(run_id, model)
+        try:
+            result = await job.result()
+        except (JobFailedError, JobCancelledError) as exc:
+            status = "failed" if isinstance(exc, JobFailedError) else "cancelled"
+            return Candidate(run_id, status, error=str(exc))
+        except VideoExtendError as exc:
+            return Candidate(run_id, "unfinished", error=str(exc))
+        path = None
+        error = None
+        if self.download is not None and result.video_url:
+            try:
+                saved = await download_video(
+                    self.session.http, result.video_url, self.download, run_id=run_id
+                )
+            except DownloadError as exc:
+                error = f"download failed: {exc}"
+            else:
+                path = str(saved)
+        return Candidate(run_id, "completed", result.video_url, error, path)
 
     # -- submitting -------------------------------------------------------------------------
 
@@ -509,9 +547,9 @@ class _Runner:
         return None
 
     async def _lane(self, model: str) -> None:
-        """Submit one model's requests in order: one at a time with a journal (see
-        `_candidates`) or a spend guard; without either they go out together, as fast as the
-        rate limit allows (the session matches lost answers to their runs itself)."""
+        """Submit one model's requests in order, together, as fast as the rate limit allows
+        (the session matches lost answers to their runs; a journal records each intent right
+        before its submit leaves). With a spend guard they go one at a time."""
         lane = self.lanes[model]
         while lane:
             entry = lane.popleft()
@@ -532,43 +570,71 @@ class _Runner:
                     continue
                 self.in_flight += 1
                 entry.holds_slot = True
-                if self.journal is None and not guarded:
-                    self._spawn(self._submit(entry))
-                else:
+                if guarded:
                     await self._submit(entry)
+                else:
+                    self._spawn(self._submit(entry))
 
     async def _snapshot(self, model: str) -> None:
         """Remember the runs that exist before our first submit of ``model`` (for `_candidates`)."""
         assert self.journal is not None  # noqa: S101
         try:
-            runs = await self.session.recover(model=model, limit=_RECOVER_LIMIT)
+            runs = await self.session.recover(model=model, limit=RECOVER_LIMIT)
         except VideoExtendError as exc:
             log.warning("recover failed (%s); a lost submit of %s may stay ambiguous", exc, model)
             return
         ids = [run.run_id for run in runs]
-        await self.journal.record_known_runs(model, ids, complete=len(ids) < _RECOVER_LIMIT)
+        await self.journal.record_known_runs(model, ids, complete=len(ids) < RECOVER_LIMIT)
 
     async def _submit(self, entry: _Entry) -> None:
         request = entry.request
         assert request is not None  # noqa: S101
         journal = self.journal
         self._update(entry, "submitting")
-        if journal is not None and not await journal.record_intent(
-            entry.entry_id, request_key=request.key, model=request.model, position=entry.index
-        ):
+
+        sent = False
+
+        async def before_send() -> None:
+            # Right before the submit leaves (the rate limiter has let it go): an intent is a
+            # claim, and its time and sequence bound when its run can have been created.
+            nonlocal sent
+            if journal is not None and not await journal.record_intent(
+                entry.entry_id, request_key=request.key, model=request.model, position=entry.index
+            ):
+                raise _HeldElsewhere
+            sent = True
+
+        reserve = self.estimates.get(request.model, 0.0)
+        self.reserved += reserve
+        self.submitting[request.route].add(entry)
+        submitting = asyncio.ensure_future(self.session._submit_with(request, before_send))
+        try:
+            try:
+                job = await asyncio.shield(submitting)
+            except asyncio.CancelledError:
+                if not sent:
+                    submitting.cancel()
+                    await asyncio.gather(submitting, return_exceptions=True)
+                    raise
+                # Stopped (Ctrl-C) with the submit on the wire: its answer, not a guess after
+                # a rerun, says which run is this entry's. Wait for it, record it, then stop.
+                with contextlib.suppress(Exception):
+                    await self._record(entry, await submitting)
+                raise
+        except _HeldElsewhere:
             # Another worker of a shared journal holds it (or finished it already).
             entry.holds_slot = False
             self.in_flight -= 1
             self.slot_freed.set()
             self._watch(entry)
             return
-        reserve = self.estimates.get(request.model, 0.0)
-        self.reserved += reserve
-        self.submitting[request.route].add(entry)
-        try:
-            job = await self.session.submit(request)
         except AmbiguousSubmitError as exc:
-            await self._finish(entry, "ambiguous", error=str(exc), candidates=exc.candidates)
+            if exc.candidates:
+                await self._ambiguous(entry, exc.candidates, str(exc))
+            else:
+                # Recover could not be asked: a rerun reconciles the intent.
+                self._emit(entry, "unfinished", error=f"submit outcome unknown: {exc}")
+                await self._release(entry)
             return
         except (InsufficientBalanceError, AuthenticationError) as exc:
             await self._forget(entry)
@@ -595,16 +661,22 @@ class _Runner:
         finally:
             self.reserved -= reserve
             self.submitting[request.route].discard(entry)
+        precharge = await self._record(entry, job)
+        self._follow(entry, job, precharge, resumed=False)
+
+    async def _record(self, entry: _Entry, job: Job) -> float | None:
+        """A submit's answer: into the journal, and into the spend and balance figures."""
+        assert entry.request is not None  # noqa: S101
         submission = job.submission
         precharge = submission.cost if submission is not None else None
-        if journal is not None:
-            await journal.record_submitted(entry.entry_id, job.run_id, precharge)
+        if self.journal is not None:
+            await self.journal.record_submitted(entry.entry_id, job.run_id, precharge)
         if precharge is not None:
             self.spent += precharge
-            self.estimates[request.model] = precharge
+            self.estimates[entry.request.model] = precharge
         if submission is not None and submission.remaining_balance is not None:
             self.balance = submission.remaining_balance
-        self._follow(entry, job, precharge, resumed=False)
+        return precharge
 
     async def _forget(self, entry: _Entry) -> None:
         if self.journal is not None:

@@ -161,7 +161,12 @@ class ServerError(APIError):
 
 
 class TransportError(VideoExtendError):
-    """The connection failed, was reset, or timed out before a full response arrived."""
+    """The connection failed, was reset, or timed out before a full response arrived.
+
+    ``timed_out``: the client gave up waiting; the server may still be working on it.
+    """
+
+    timed_out: bool = False
 
 
 class ResponseDecodeError(VideoExtendError):

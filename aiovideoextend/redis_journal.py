@@ -82,13 +82,14 @@ return {1, seq}
 """
 )
 
-# KEYS: seq, entry. ARGV: me, run id, precharge ('' for none), time. 1 done, 0 not my intent.
+# KEYS: seq, entry. ARGV: me, run id, precharge ('' for none), time, answer time ('' for
+# none). 1 done, 0 not my intent.
 _SUBMITTED = """
 if redis.call('HGET', KEYS[2], 'state') ~= 'intent' then return 0 end
 if redis.call('HGET', KEYS[2], 'owner') ~= ARGV[1] then return 0 end
 local seq = redis.call('INCR', KEYS[1])
 redis.call('HSET', KEYS[2], 'state', 'submitted', 'run_id', ARGV[2], 'submitted_seq', seq,
-  'precharge', ARGV[3], 'adopted', '0', 'updated_at', ARGV[4])
+  'precharge', ARGV[3], 'adopted', '0', 'updated_at', ARGV[4], 'submitted_at', ARGV[5])
 return 1
 """
 
@@ -222,6 +223,7 @@ def _entry(entry_id: str, flat: Sequence[Any], alive: bool) -> JournalEntry:
         intent_at=float(fields.get("intent_at") or 0.0),
         run_id=fields.get("run_id") or None,
         submitted_seq=number("submitted_seq"),
+        submitted_at=float(fields["submitted_at"]) if fields.get("submitted_at") else None,
         precharge=float(precharge) if precharge else None,
         outcome=json.loads(outcome) if outcome else None,
         owner=fields.get("owner") or None,
@@ -452,11 +454,14 @@ class RedisJournal:
             raise JournalError(f"journal entry {entry_id} is already past its intent")
         return code == 1
 
-    async def record_submitted(self, entry_id: str, run_id: str, precharge: float | None) -> None:
+    async def record_submitted(
+        self, entry_id: str, run_id: str, precharge: float | None, *, answered: bool = True
+    ) -> None:
         """Commit the run id; raises if the entry is no longer this worker's open intent."""
         keys = [self._key(":seq"), self._entry_key(entry_id)]
         price = "" if precharge is None else repr(float(precharge))
-        args = [self.worker_id, run_id, price, repr(time.time())]
+        now = repr(time.time())
+        args = [self.worker_id, run_id, price, now, now if answered else ""]
         if not await self._write(self._submitted, keys, args):
             raise JournalError(
                 f"journal entry {entry_id} is no longer this worker's open intent (its lease "

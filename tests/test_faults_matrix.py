@@ -145,48 +145,40 @@ async def test_fault_cell(make_emulator, kind, flow, route, dose):
 
 
 @pytest.mark.parametrize("lost", ["malformed_json", "ambiguous", "missing_fields"])
-@pytest.mark.parametrize("lost_first", [True, False])
-async def test_concurrent_lost_answers_never_swap_runs(emu: Emulator, session, lost, lost_first):
-    """Submits of one model at once: one creates a run and loses its answer, another fails
-    before creating anything. No body is paid twice and no run is given to another body: each
-    request ends with a run of its own body, or (when the lost runs cannot be told apart)
-    AmbiguousSubmitError naming every candidate."""
-    faults = [Fault("generate", lost, count=1), Fault("generate", "server_error", count=1)]
-    for fault in faults if lost_first else faults[::-1]:
-        emu.faults.add(fault)
-    prompts = [f"concurrent {n}" for n in range(4)]
-    outcomes = await asyncio.gather(
-        *(session.extend("veo3-1-extend", p, video_url=MP4_URL) for p in prompts),
-        return_exceptions=True,
-    )
-    bodies = {entry.run_id: entry.payload["prompt"] for entry in emu.ledger}
-    adopted = set()
-    candidates = set()
-    for prompt, outcome in zip(prompts, outcomes, strict=True):
-        if isinstance(outcome, ave.AmbiguousSubmitError):
-            candidates.update(outcome.candidates)
-        else:
-            assert isinstance(outcome, ave.Job), outcome
-            assert bodies[outcome.run_id] == prompt
-            adopted.add(outcome.run_id)
-    assert emu.duplicate_charges() == 0
-    assert set(bodies) == adopted | candidates  # no paid run is lost from sight
-
-
-@pytest.mark.parametrize("lost", ["malformed_json", "ambiguous", "missing_fields"])
-async def test_after_a_lost_answer_submits_go_one_at_a_time(emu: Emulator, session, lost):
-    """In the careful spell after a lost answer, lost answers are each matched to their own run."""
+async def test_lost_answers_among_concurrent_submits_get_their_own_runs(
+    emu: Emulator, session, lost
+):
+    """A lost answer among concurrent submits is matched to its own run; a 503 is sent again."""
     emu.faults.add(Fault("generate", "reset", count=1))
     first = await session.extend("veo3-1-extend", "first", video_url=MP4_URL)
     emu.faults.add(Fault("generate", lost, count=1))
-    emu.faults.add(Fault("generate", "server_error", count=1))
-    prompts = [f"careful {n}" for n in range(4)]
+    emu.faults.add(Fault("generate", "server_error", status=503, count=1))
+    prompts = [f"together {n}" for n in range(4)]
     jobs = await asyncio.gather(
         *(session.extend("veo3-1-extend", p, video_url=MP4_URL) for p in prompts)
     )
     bodies = {entry.run_id: entry.payload["prompt"] for entry in emu.ledger}
     assert bodies[first.run_id] == "first"
     assert [bodies[job.run_id] for job in jobs] == prompts
+    assert len(emu.ledger) == 5
+    assert emu.duplicate_charges() == 0
+
+
+@pytest.mark.parametrize("lost", ["ambiguous", "malformed_json"])
+async def test_without_created_at_submits_go_one_at_a_time_after_a_loss(make_emulator, lost):
+    """No createdAt to tell flights apart: after a lost answer the model's submits go one at a
+    time for a while, so that each later loss is matched to its own run."""
+    emu = await make_emulator(created_at="missing")
+    async with ave.Session(emu.api_key, base_url=emu.base_url, time_scale=SCALE) as session:
+        emu.faults.add(Fault("generate", lost, count=1))
+        first = await session.extend("veo3-1-extend", "first", video_url=MP4_URL)
+        emu.faults.add(Fault("generate", lost, count=2))
+        prompts = [f"careful {n}" for n in range(4)]
+        jobs = await asyncio.gather(
+            *(session.extend("veo3-1-extend", p, video_url=MP4_URL) for p in prompts)
+        )
+    assert emu.created_by(first.run_id)["prompt"] == "first"
+    assert [emu.created_by(job.run_id)["prompt"] for job in jobs] == prompts
     assert len(emu.ledger) == 5
     assert emu.duplicate_charges() == 0
 

@@ -32,7 +32,7 @@ async def test_ambiguous_submit_is_adopted_not_resubmitted(emu: Emulator, sessio
     assert emu.ledger[0].run_id == job.run_id
     assert not emu.ledger[0].delivered
     assert emu.duplicate_charges() == 0
-    assert emu.stats.requests["recover"] == 1
+    assert emu.stats.requests["recover"] == 2  # the snapshot before the first submit, one look
     assert any(e.kind is ave.EventKind.RECONCILED and e.run_id == job.run_id for e in events)
     assert (await job).run_id == job.run_id
 
@@ -51,25 +51,63 @@ async def test_unknown_outcomes_are_reconciled(emu: Emulator, session, kind):
     """5xx, HTML error pages and unreadable 2xx bodies on submit are reconciled, never blindly retried."""
     emu.faults.add(Fault("generate", kind, count=1))
     job = await submit(session)
-    assert emu.stats.requests["recover"] == 1
+    assert emu.stats.requests["recover"] == 2  # the snapshot before the first submit, one look
+    assert len(emu.ledger) == 1
     assert emu.duplicate_charges() == 0
     assert job.run_id in {e.run_id for e in emu.ledger}
     await job
 
 
-async def test_several_candidates_raise_ambiguous_submit(emu: Emulator, make_session):
-    """When recover shows two unclaimed new runs, nothing is adopted or resubmitted."""
-    async with make_session() as ours, make_session() as theirs:
+async def test_runs_that_cannot_be_told_apart_raise_ambiguous_submit(make_emulator):
+    """Another process's run appeared while ours was lost, and no createdAt tells them apart:
+    AmbiguousSubmitError names both runs; nothing is adopted or resubmitted."""
+    emu = await make_emulator(created_at="missing")
+    options = {"base_url": emu.base_url, "time_scale": SCALE}
+    async with (
+        ave.Session(emu.api_key, **options) as ours,
+        ave.Session(emu.api_key, **options) as theirs,
+    ):
+        await submit(ours, "warm-up")  # ours has looked at the model's runs
         await submit(theirs, "theirs")  # another process of the same account
-        theirs_run = emu.ledger[0].run_id
+        theirs_run = emu.ledger[-1].run_id
         emu.faults.add(Fault("generate", "ambiguous", count=1))
         with pytest.raises(ave.AmbiguousSubmitError) as info:
             await submit(ours, "ours")
-    assert theirs_run in info.value.candidates
-    assert len(info.value.candidates) == 2
+    ours_run = emu.ledger[-1].run_id
+    assert set(info.value.candidates) == {theirs_run, ours_run}
     assert info.value.model == "veo3-1-extend"
-    assert len(emu.ledger) == 2
+    assert len(emu.ledger) == 3
     assert emu.duplicate_charges() == 0
+
+
+async def test_a_run_seen_before_the_submit_left_is_never_adopted(make_emulator):
+    """The traced misattribution: a run named earlier (here: listed by recover) is never handed
+    to a submit sent later, even when it is the only unclaimed run and nothing gives dates."""
+    emu = await make_emulator(created_at="missing")
+    options = {"base_url": emu.base_url, "time_scale": SCALE}
+    async with (
+        ave.Session(emu.api_key, **options) as ours,
+        ave.Session(emu.api_key, **options) as theirs,
+    ):
+        await submit(ours, "warm-up")
+        await submit(theirs, "theirs")
+        theirs_run = emu.ledger[-1].run_id
+        listed = await ours.recover(model="veo3-1-extend", limit=50)
+        assert theirs_run in {run.run_id for run in listed}
+        emu.faults.add(Fault("generate", "server_error", count=1))  # a 500: nothing created
+        job = await submit(ours, "ours")
+    assert job.run_id != theirs_run
+    assert emu.created_by(job.run_id)["prompt"] == "ours"
+    assert emu.duplicate_charges() == 0
+
+
+async def test_a_503_is_sent_again_without_reconciling(emu: Emulator, session):
+    """A 503 means the server did not take the request: sent again, no recover look."""
+    emu.faults.add(Fault("generate", "server_error", status=503, count=1))
+    job = await submit(session)
+    assert emu.stats.requests["generate"] == 2
+    assert emu.stats.requests["recover"] == 1  # only the snapshot
+    assert [e.run_id for e in emu.ledger] == [job.run_id]
 
 
 @pytest.mark.parametrize("retry_after", [True, False])
@@ -118,7 +156,7 @@ async def test_client_errors_are_not_retried(emu: Emulator, session):
     with pytest.raises(ave.BadRequestError):
         await session.extend("veo3-1-extend", "p", video_url="https://example.com/long.mp4")
     assert emu.stats.requests["generate"] == 1
-    assert emu.stats.requests["recover"] == 0
+    assert emu.stats.requests["recover"] == 1  # the snapshot before the first submit only
 
 
 async def test_a_429_asking_for_a_long_wait_is_raised_not_slept(emu: Emulator, session):
