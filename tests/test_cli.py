@@ -151,9 +151,7 @@ async def test_sigkill_then_rerun_pays_once(emu, tmp_path):
     statuses = {r["status"] for r in records}
     assert statuses <= {"completed", "ambiguous"}
     assert second.proc.returncode == (0 if statuses == {"completed"} else 1), second.stderr
-    named = {r["run_id"] for r in records} | {
-        c["run_id"] for r in records for c in r["candidates"]
-    }
+    named = {r["run_id"] for r in records} | {c["run_id"] for r in records for c in r["candidates"]}
     assert {entry.run_id for entry in emu.ledger} <= named
     for record in records:
         for candidate in record["candidates"]:
