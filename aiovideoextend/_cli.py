@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ._journal import Journal
 from ._manifest import ManifestLine, parse_manifest, request_from_fields
 from ._progress import Display, Tally, make_display
+from ._resolve import resolve_line
 from ._results import ResultsFile
 from .exceptions import InvalidRequestError, JobError, JournalError, ManifestError, VideoExtendError
 
@@ -359,6 +360,29 @@ async def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def cmd_resolve(args: argparse.Namespace) -> int:
+    """Make one candidate run an ambiguous line's result (journal and results file)."""
+    return _resolve(args)
+
+
+def _resolve(args: argparse.Namespace) -> int:
+    manifest = Path(args.manifest)
+    journal_path = Path(args.journal or _default_beside(manifest, ".journal"))
+    results_path = Path(args.results or _default_beside(manifest, ".results.jsonl"))
+    if not journal_path.exists():
+        raise UsageError(f"no journal at {journal_path}: resolve lines of a batch that ran")
+    try:
+        with Journal(journal_path) as journal:
+            outcome = resolve_line(journal, args.line, args.run_id, results_path)
+    except JournalError as exc:
+        raise UsageError(str(exc)) from None
+    text = f"line {args.line}: {outcome['status']} {args.run_id}"
+    if outcome.get("video_url"):
+        text += f" {outcome['video_url']}"
+    _print(args, {"line": args.line, **outcome}, text)
+    return EXIT_OK
+
+
 async def cmd_wait(args: argparse.Namespace) -> int:
     async with _session(args) as session:
         return await _wait_and_report(session, args, args.run_id, args.model)
@@ -449,6 +473,17 @@ def build_parser() -> argparse.ArgumentParser:
     _batch_options(batch)
     _connection_options(batch)
     batch.set_defaults(handler=cmd_batch)
+
+    resolve = sub.add_parser(
+        "resolve", help="make a candidate run the result of an ambiguous batch line"
+    )
+    resolve.add_argument("manifest", help="the batch's manifest (finds its journal and results)")
+    resolve.add_argument("line", type=_positive_int, help="the ambiguous line's number")
+    resolve.add_argument("run_id", help="one of the line's candidates")
+    resolve.add_argument("--results", metavar="PATH", help="JSONL results (default: beside it)")
+    resolve.add_argument("--journal", metavar="PATH", help="journal (default: beside it)")
+    resolve.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    resolve.set_defaults(handler=cmd_resolve)
 
     demo = sub.add_parser("demo", help="a batch of 30 extends against the bundled emulator")
     demo.add_argument("--time-scale", type=float, default=60.0, metavar="N")

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from typing import Any
 
 import attrs
@@ -169,6 +170,7 @@ class SubmitGuard:
         #: runs no submit of ours may have created (late creations, someone else's)
         self.unattributed: list[RecoveredRun] = []
         self._reported: set[str] = set()
+        self._tasks: set[asyncio.Future[None]] = set()
 
     # -- what the session saw ---------------------------------------------------------------
 
@@ -203,8 +205,8 @@ class SubmitGuard:
             self._snapshots[model] = done
 
     async def aclose(self) -> None:
-        """Stop snapshots still under way (their submitters are gone with the session)."""
-        tasks = [task for task in self._snapshots.values() if not task.done()]
+        """Stop snapshots and late looks still under way (the session is going away)."""
+        tasks = [task for task in (*self._snapshots.values(), *self._tasks) if not task.done()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -359,8 +361,10 @@ class SubmitGuard:
                     # flight has no end), so that a late run is never handed to another.
                     late = attrs.evolve(submit.attempt(), ended_at=None)
                     self._released[model].append((late, now + self._cooldown))
+                    self._spawn(self._late_look(model, late, now + self._cooldown))
             else:
                 ids = list(verdict.candidates)
+                self._reported.update(ids)  # named as candidates: not unattributed
                 listed_ids = ", ".join(ids) or "none visible"
                 submit.error = AmbiguousSubmitError(
                     f"submit of {submit.model} failed ({submit.cause}) and the runs that may be "
@@ -370,6 +374,42 @@ class SubmitGuard:
                     candidates=ids,
                     cause=submit.cause,
                 )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _late_look(self, model: str, attempt: Attempt, until: float) -> None:
+        """A timed-out submit found to have created nothing may still create its run late: look
+        once more when its window closes, and name any run that appeared unclaimed since it
+        left (it was paid for; nobody adopts it, everybody can see it)."""
+        await asyncio.sleep(max(0.0, until - asyncio.get_running_loop().time()))
+        lock = self._locks.setdefault(model, asyncio.Lock())
+        async with lock:
+            gate = self._event(self._gates, model)
+            gate.clear()
+            try:
+                idle = self._event(self._idle, model)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._settle_timeout):
+                        await idle.wait()
+                try:
+                    runs = await self._recover(model)
+                except Exception as exc:
+                    log.warning("the late look for a timed-out submit of %s failed: %s", model, exc)
+                    return
+            finally:
+                gate.set()
+        late = [
+            run.run_id
+            for run in runs
+            if run.model in (None, model)
+            and run.run_id not in self._claimed
+            and self._seen.get(run.run_id, attempt.sent_seq + 1) > attempt.sent_seq
+        ]
+        self._report(model, late, {run.run_id: run for run in runs})
+        self.saw([run.run_id for run in runs])
 
     def _report(self, model: str, run_ids: Collection[str], by_id: dict[str, RecoveredRun]) -> None:
         """Keep the runs nobody may own that appeared since our first submit of ``model``."""

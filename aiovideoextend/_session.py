@@ -475,6 +475,11 @@ class Session:
         """The server's clock minus ours, from the Date headers (0 until measured)."""
         return self._transport.clock_offset if self._transport is not None else 0.0
 
+    def candidate_jobs(self, error: AmbiguousSubmitError) -> list[Job]:
+        """Jobs for the runs an :class:`AmbiguousSubmitError` names: follow each to its end
+        (every one was paid for), then decide which is yours."""
+        return [self.job(run_id, error.model) for run_id in error.candidates]
+
     @property
     def unattributed(self) -> tuple[RecoveredRun, ...]:
         """Runs created since this session's first submit that no submit of it can own.

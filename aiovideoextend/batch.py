@@ -243,6 +243,7 @@ class _Runner:
             stored = {name: fields.get(name) for name in _STORED if name != "status"}
             stored["status"] = status
             stored["candidates"] = [c.to_dict() for c in fields.get("candidates", ())]
+            stored["line"] = entry.line if entry.line is not None else entry.index + 1
             await self.journal.record_finished(entry.entry_id, stored)
         self._emit(entry, status, **fields)
 
@@ -725,6 +726,7 @@ class _Runner:
             if self.journal is not None:
                 stored = {name: fields.get(name) for name in _STORED}
                 stored.update(status="completed", model=job.model, candidates=[])
+                stored["line"] = entry.line if entry.line is not None else entry.index + 1
                 await self.journal.record_finished(entry.entry_id, stored)
             await self._deliver(entry, **fields)
 

@@ -1,0 +1,114 @@
+"""The reconciler end to end, through a Session against the emulator: lost answers with distinct
+bodies, skewed and coarse clocks, late creations. The rules themselves are tabled in
+tests/test_attribution.py."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import aiovideoextend as ave
+from aiovideoextend.testing import Emulator, Fault
+
+from .conftest import SCALE
+
+MP4_URL = "https://example.com/source.mp4"
+MODEL = "veo3-1-extend"
+
+
+def prompts_of(emu: Emulator, jobs: list[ave.Job]) -> list[str]:
+    return [emu.created_by(job.run_id)["prompt"] for job in jobs]  # type: ignore[index]
+
+
+@pytest.mark.parametrize(("created_at", "skew"), [("exact", 0.0), ("exact", 3.0), ("coarse", -2.0)])
+async def test_one_lost_answer_among_many_goes_to_its_own_request(make_emulator, created_at, skew):
+    """Whatever the server's clock says, a lost answer among concurrent distinct submits is
+    matched to the run its own body created; nobody else's run is handed over."""
+    emu = await make_emulator(created_at=created_at, clock_skew=skew)
+    async with ave.Session(emu.api_key, base_url=emu.base_url, time_scale=SCALE) as session:
+        await session.extend(MODEL, "warm-up", video_url=MP4_URL)
+        emu.faults.add(Fault("generate", "ambiguous", count=1))
+        prompts = [f"shot {n}" for n in range(6)]
+        jobs = await asyncio.gather(*(session.extend(MODEL, p, video_url=MP4_URL) for p in prompts))
+    assert prompts_of(emu, jobs) == prompts
+    assert len(emu.ledger) == 7
+    assert emu.duplicate_charges() == 0
+
+
+async def test_two_lost_answers_are_told_apart_or_named_never_swapped(make_emulator):
+    """Two lost answers of distinct bodies in one burst: each gets its own run, or raises
+    AmbiguousSubmitError naming both runs; a run never goes to the other body."""
+    emu = await make_emulator(latency=(0.0, 0.002))
+    async with ave.Session(emu.api_key, base_url=emu.base_url, time_scale=SCALE) as session:
+        await session.extend(MODEL, "warm-up", video_url=MP4_URL)
+        emu.faults.add(Fault("generate", "ambiguous", count=2))
+        prompts = [f"shot {n}" for n in range(6)]
+        answers = await asyncio.gather(
+            *(session.extend(MODEL, p, video_url=MP4_URL) for p in prompts),
+            return_exceptions=True,
+        )
+    lost_runs = {e.run_id for e in emu.ledger if not e.delivered}
+    assert len(lost_runs) == 2
+    named: set[str] = set()
+    for prompt, answer in zip(prompts, answers, strict=True):
+        if isinstance(answer, ave.AmbiguousSubmitError):
+            assert set(answer.candidates) == lost_runs
+            named |= set(answer.candidates)
+        else:
+            assert isinstance(answer, ave.Job)
+            assert emu.created_by(answer.run_id)["prompt"] == prompt  # type: ignore[index]
+            named.add(answer.run_id)
+    assert {e.run_id for e in emu.ledger} - {emu.ledger[0].run_id} == named
+    assert emu.duplicate_charges() == 0
+
+
+async def test_ambiguous_candidates_can_be_attached_to(make_emulator):
+    """The candidates of an AmbiguousSubmitError are jobs to follow: attach and await them."""
+    emu = await make_emulator(created_at="missing")
+    options = {"base_url": emu.base_url, "time_scale": SCALE}
+    async with (
+        ave.Session(emu.api_key, **options) as ours,
+        ave.Session(emu.api_key, **options) as theirs,
+    ):
+        await ours.extend(MODEL, "warm-up", video_url=MP4_URL)
+        await theirs.extend(MODEL, "theirs", video_url=MP4_URL)
+        emu.faults.add(Fault("generate", "ambiguous", count=1))
+        with pytest.raises(ave.AmbiguousSubmitError) as info:
+            await ours.extend(MODEL, "ours", video_url=MP4_URL)
+        jobs = ours.candidate_jobs(info.value)
+        results = await asyncio.gather(*(job.result() for job in jobs))
+    assert {job.run_id for job in jobs} == set(info.value.candidates)
+    assert all(result.video_url for result in results)
+    assert {job.model for job in jobs} == {MODEL}
+
+
+async def test_a_late_creation_is_named_not_adopted(make_emulator):
+    """The one unsafe case: a submit the server creates only after the client gave up. The
+    client finds nothing, sends it again (paid twice), and names the late run as
+    unattributed once it appears: it is never handed to another request."""
+    emu = await make_emulator()
+    async with ave.Session(
+        emu.api_key,
+        base_url=emu.base_url,
+        time_scale=SCALE,
+        timeout=ave.Timeouts(total=0.05),
+    ) as session:
+        await session.extend(MODEL, "warm-up", video_url=MP4_URL)
+        emu.faults.add(Fault("generate", "late_create", count=1, delay=0.2))
+        job = await session.extend(MODEL, "late", video_url=MP4_URL)
+        others = await asyncio.gather(
+            *(session.extend(MODEL, f"after {n}", video_url=MP4_URL) for n in range(3))
+        )
+        for _ in range(200):  # compressed time: the late look follows within a few windows
+            if session.unattributed:
+                break
+            await asyncio.sleep(0.01)
+        unattributed = {run.run_id for run in session.unattributed}
+    late = [e.run_id for e in emu.ledger if not e.delivered]
+    assert len(late) == 1
+    assert unattributed == set(late)
+    assert emu.created_by(job.run_id)["prompt"] == "late"  # type: ignore[index]
+    assert job.run_id != late[0]
+    assert prompts_of(emu, others) == [f"after {n}" for n in range(3)]
+    assert emu.duplicate_charges() == 1  # the documented unsafe case: paid twice
