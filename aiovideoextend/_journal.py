@@ -22,21 +22,29 @@ The journal is never silently recreated: a corrupt file or one written by a newe
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import json
 import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, Self
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeVar
 
 import attrs
 
 from .exceptions import JournalError
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable, Iterator
+    from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+
+    #: one write of a group commit: statements on the open transaction
+    Op = Callable[[sqlite3.Connection], None]
 
 __all__ = ["SCHEMA_VERSION", "Journal", "JournalEntry", "JournalError", "LocalJournalStore"]
+
+_T = TypeVar("_T")
 
 SCHEMA_VERSION: Final = 2
 
@@ -111,7 +119,10 @@ class Journal:
         self.path = Path(path)
         self._db: sqlite3.Connection | None = None
         try:
-            db = sqlite3.connect(self.path, isolation_level=None, timeout=0.5)
+            # The async store commits from its writer thread; one thread at a time uses it.
+            db = sqlite3.connect(
+                self.path, isolation_level=None, timeout=0.5, check_same_thread=False
+            )
         except sqlite3.Error as exc:
             raise JournalError(f"cannot open journal {self.path}: {exc}") from None
         try:
@@ -266,12 +277,45 @@ class Journal:
         row = self.db.execute("SELECT COALESCE(SUM(precharge), 0) FROM entries").fetchone()
         return float(row[0])
 
-    # -- writes (each one a committed transaction) -------------------------------------------
+    # -- writes (each one a committed transaction, or several in one: see `apply`) -----------
 
-    def record_intent(self, entry_id: str, *, request_key: str, model: str, position: int) -> None:
-        """Commit that a submit is about to leave (replaces a reconciled-away earlier intent)."""
+    def apply(self, ops: Sequence[Op], *, durable: bool = True) -> list[JournalError | None]:
+        """Commit ``ops`` in one transaction (one fsync for all of them); an op that raises
+        :class:`JournalError` is undone alone and its error returned in its place.
+
+        ``durable=False`` skips the fsync: the commit survives a crash of the process, and a
+        power cut only once a later durable commit (or :meth:`sync`) has passed.
+        """
+        db = self.db
+        db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        results: list[JournalError | None] = []
         with self._transaction() as db:
+            for op in ops:
+                db.execute("SAVEPOINT op")
+                try:
+                    op(db)
+                except JournalError as exc:
+                    db.execute("ROLLBACK TO op")
+                    results.append(exc)
+                else:
+                    results.append(None)
+                db.execute("RELEASE op")
+        return results
+
+    def sync(self) -> None:
+        """Make every commit so far durable (a checkpoint with fsync)."""
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA wal_checkpoint(FULL)")
+
+    def _commit(self, op: Op) -> None:
+        (error,) = self.apply([op])
+        if error is not None:
+            raise error
+
+    def intent_op(self, entry_id: str, *, request_key: str, model: str, position: int) -> Op:
+        def op(db: sqlite3.Connection) -> None:
             seq = self._next_seq(db)
+            now = time.time()
             cur = db.execute(
                 "INSERT INTO entries (entry_id, request_key, model, position, state, intent_seq,"
                 " intent_at, updated_at) VALUES (?, ?, ?, ?, 'intent', ?, ?, ?)"
@@ -279,19 +323,19 @@ class Journal:
                 " intent_seq = excluded.intent_seq, intent_at = excluded.intent_at,"
                 " updated_at = excluded.updated_at"
                 " WHERE entries.state = 'intent'",
-                (entry_id, request_key, model, position, seq, time.time(), time.time()),
+                (entry_id, request_key, model, position, seq, now, now),
             )
             if cur.rowcount != 1:
                 raise JournalError(f"journal entry {entry_id} is already past its intent")
 
-    def record_submitted(
+        return op
+
+    def submitted_op(
         self, entry_id: str, run_id: str, precharge: float | None, *, answered: bool = True
-    ) -> None:
-        """Commit the run id the server gave the entry's job (``answered``: in its answer, not
-        found through recover)."""
-        now = time.time()
-        with self._transaction() as db:
+    ) -> Op:
+        def op(db: sqlite3.Connection) -> None:
             seq = self._next_seq(db)
+            now = time.time()
             cur = db.execute(
                 "UPDATE entries SET state = 'submitted', run_id = ?, submitted_seq = ?,"
                 " precharge = ?, updated_at = ?, submitted_at = ?"
@@ -301,9 +345,10 @@ class Journal:
             if cur.rowcount != 1:
                 raise JournalError(f"journal entry {entry_id} has no open intent")
 
-    def record_finished(self, entry_id: str, outcome: dict[str, Any]) -> None:
-        """Commit an entry's final outcome."""
-        with self._transaction() as db:
+        return op
+
+    def finished_op(self, entry_id: str, outcome: dict[str, Any]) -> Op:
+        def op(db: sqlite3.Connection) -> None:
             cur = db.execute(
                 "UPDATE entries SET state = 'finished', outcome = ?, updated_at = ?"
                 " WHERE entry_id = ?",
@@ -311,6 +356,25 @@ class Journal:
             )
             if cur.rowcount != 1:
                 raise JournalError(f"journal entry {entry_id} does not exist")
+
+        return op
+
+    def record_intent(self, entry_id: str, *, request_key: str, model: str, position: int) -> None:
+        """Commit that a submit is about to leave (replaces a reconciled-away earlier intent)."""
+        self._commit(
+            self.intent_op(entry_id, request_key=request_key, model=model, position=position)
+        )
+
+    def record_submitted(
+        self, entry_id: str, run_id: str, precharge: float | None, *, answered: bool = True
+    ) -> None:
+        """Commit the run id the server gave the entry's job (``answered``: in its answer, not
+        found through recover)."""
+        self._commit(self.submitted_op(entry_id, run_id, precharge, answered=answered))
+
+    def record_finished(self, entry_id: str, outcome: dict[str, Any]) -> None:
+        """Commit an entry's final outcome."""
+        self._commit(self.finished_op(entry_id, outcome))
 
     def forget_intent(self, entry_id: str) -> None:
         """Drop an intent the server definitely did not act on (it answered with an error)."""
@@ -344,6 +408,13 @@ class LocalJournalStore:
 
     One writer per file (the lock), so every entry is its own and nothing is shared: an
     unresolved intent found at the start belongs to a crashed earlier run.
+
+    The database is used from one worker thread, so the event loop never waits for a disk. Writes
+    that arrive while a commit is under way are committed together (a group commit), and each
+    caller returns once its own write is committed. Intents are fsynced before their submit
+    leaves; run ids and outcomes skip the fsync (a crash of the process keeps them; a power cut
+    keeps them once the next intent's fsync, or the end of the batch, has passed), so that the
+    disk does not hold the next submit back.
     """
 
     shared: Final = False
@@ -352,45 +423,90 @@ class LocalJournalStore:
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, "aiovideoextend-journal")
+        self._pending: list[tuple[Op, bool, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def _run(self, call: Callable[[], _T]) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+
+    async def _write(self, op: Op, *, durable: bool) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append((op, durable, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._drain())
+        await done
+
+    async def _drain(self) -> None:
+        while self._pending:
+            group, self._pending = self._pending, []
+            ops = [op for op, _, _ in group]
+            durable = any(durable for _, durable, _ in group)
+            errors: list[Exception | None]
+            try:
+                errors = list(
+                    await self._run(lambda: self.journal.apply(ops, durable=durable))  # noqa: B023
+                )
+            except Exception as exc:  # each caller gets it
+                errors = [exc] * len(group)
+            for (_, _, done), error in zip(group, errors, strict=True):
+                if done.done():
+                    continue  # its caller was cancelled; the write stands (or failed) anyway
+                if error is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(error)
+
+    async def aclose(self) -> None:
+        """Finish the writes under way, make them durable, stop the worker thread (the journal
+        itself stays open)."""
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
+        with contextlib.suppress(sqlite3.Error, RuntimeError):
+            await self._run(self.journal.sync)
+        self._thread.shutdown(wait=True)
 
     async def entries(self, entry_ids: Collection[str] | None = None) -> dict[str, JournalEntry]:
-        found = self.journal.entries()
+        found = await self._run(self.journal.entries)
         if entry_ids is None:
             return found
         return {entry_id: found[entry_id] for entry_id in entry_ids if entry_id in found}
 
     async def known_runs(self, model: str) -> dict[str, int]:
-        return self.journal.known_runs(model)
+        return await self._run(lambda: self.journal.known_runs(model))
 
     async def complete_snapshot_seq(self, model: str) -> int | None:
-        return self.journal.complete_snapshot_seq(model)
+        return await self._run(lambda: self.journal.complete_snapshot_seq(model))
 
     async def record_intent(
         self, entry_id: str, *, request_key: str, model: str, position: int
     ) -> bool:
-        self.journal.record_intent(
+        op = self.journal.intent_op(
             entry_id, request_key=request_key, model=model, position=position
         )
+        await self._write(op, durable=True)
         return True
 
     async def record_submitted(
         self, entry_id: str, run_id: str, precharge: float | None, *, answered: bool = True
     ) -> None:
-        self.journal.record_submitted(entry_id, run_id, precharge, answered=answered)
+        op = self.journal.submitted_op(entry_id, run_id, precharge, answered=answered)
+        await self._write(op, durable=False)
 
     async def record_finished(self, entry_id: str, outcome: dict[str, Any]) -> None:
-        self.journal.record_finished(entry_id, outcome)
+        await self._write(self.journal.finished_op(entry_id, outcome), durable=False)
 
     async def forget_intent(self, entry_id: str) -> None:
-        self.journal.forget_intent(entry_id)
+        await self._run(lambda: self.journal.forget_intent(entry_id))
 
     async def release(self, entry_id: str) -> None:
         """Nothing to hand over: the next run of the batch picks the entry up."""
 
     async def adopt(self, entry_id: str) -> JournalEntry | None:
-        return self.journal.get(entry_id)
+        return await self._run(lambda: self.journal.get(entry_id))
 
     async def record_known_runs(
         self, model: str, run_ids: Iterable[str], *, complete: bool
     ) -> None:
-        self.journal.record_known_runs(model, run_ids, complete=complete)
+        ids = list(run_ids)
+        await self._run(lambda: self.journal.record_known_runs(model, ids, complete=complete))
