@@ -794,5 +794,7 @@ async def run_batch(
         async for outcome in runner.run():
             yield outcome
     finally:
+        if isinstance(store, LocalJournalStore) and store is not journal:
+            await store.aclose()
         if own and isinstance(opened, Journal):
             opened.close()
