@@ -23,10 +23,11 @@ The journal is never silently recreated: a corrupt file or one written by a newe
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import json
+import queue
 import sqlite3
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -403,6 +404,31 @@ class Journal:
         return None if row[0] is None else int(row[0])
 
 
+@attrs.define
+class _Job:
+    """Work for the journal's thread: a write (``op``) or a read (``call``)."""
+
+    done: asyncio.Future[Any]
+    op: Op | None = None
+    durable: bool = True
+    call: Callable[[], Any] | None = None
+
+
+def _settle(done: asyncio.Future[Any], result: Any, error: Exception | None) -> None:
+    """From the worker thread: hand a result to the waiting coroutine (unless it gave up)."""
+
+    def settle() -> None:
+        if done.done():
+            return  # its caller was cancelled; the write stands (or failed) anyway
+        if error is None:
+            done.set_result(result)
+        else:
+            done.set_exception(error)
+
+    with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+        done.get_loop().call_soon_threadsafe(settle)
+
+
 class LocalJournalStore:
     """A :class:`Journal` seen through the async :class:`~aiovideoextend.JournalStore` protocol.
 
@@ -423,48 +449,80 @@ class LocalJournalStore:
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
-        self._thread = concurrent.futures.ThreadPoolExecutor(1, "aiovideoextend-journal")
-        self._pending: list[tuple[Op, bool, asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def _submit(self, job: _Job) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._work, name="aiovideoextend-journal", daemon=True
+            )
+            self._thread.start()
+        self._queue.put(job)
 
     async def _run(self, call: Callable[[], _T]) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._submit(_Job(done, call=call))
+        result: _T = await done
+        return result
 
     async def _write(self, op: Op, *, durable: bool) -> None:
-        done = asyncio.get_running_loop().create_future()
-        self._pending.append((op, durable, done))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.ensure_future(self._drain())
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._submit(_Job(done, op=op, durable=durable))
         await done
 
-    async def _drain(self) -> None:
-        while self._pending:
-            group, self._pending = self._pending, []
-            ops = [op for op, _, _ in group]
-            durable = any(durable for _, durable, _ in group)
-            errors: list[Exception | None]
-            try:
-                errors = list(
-                    await self._run(lambda: self.journal.apply(ops, durable=durable))  # noqa: B023
-                )
-            except Exception as exc:  # each caller gets it
-                errors = [exc] * len(group)
-            for (_, _, done), error in zip(group, errors, strict=True):
-                if done.done():
-                    continue  # its caller was cancelled; the write stands (or failed) anyway
-                if error is None:
-                    done.set_result(None)
-                else:
-                    done.set_exception(error)
+    def _work(self) -> None:
+        """The worker thread: reads one by one, writes waiting together in one commit."""
+        carry: list[_Job | None] = []
+        while True:
+            job = carry.pop() if carry else self._queue.get()
+            if job is None:
+                return
+            if job.op is None:
+                self._call(job)
+                continue
+            group = [job]
+            while True:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None or nxt.op is None:
+                    carry.append(nxt)
+                    break
+                group.append(nxt)
+            self._commit_group(group)
+
+    def _call(self, job: _Job) -> None:
+        assert job.call is not None  # noqa: S101
+        try:
+            result = job.call()
+        except Exception as exc:  # the caller gets it
+            _settle(job.done, None, exc)
+        else:
+            _settle(job.done, result, None)
+
+    def _commit_group(self, group: list[_Job]) -> None:
+        ops = [job.op for job in group if job.op is not None]
+        durable = any(job.durable for job in group)
+        errors: list[Exception | None]
+        try:
+            errors = list(self.journal.apply(ops, durable=durable))
+        except Exception as exc:  # each caller gets it
+            errors = [exc] * len(group)
+        for job, error in zip(group, errors, strict=True):
+            _settle(job.done, None, error)
 
     async def aclose(self) -> None:
         """Finish the writes under way, make them durable, stop the worker thread (the journal
         itself stays open)."""
-        if self._writer is not None:
-            await asyncio.gather(self._writer, return_exceptions=True)
+        if self._thread is None:
+            return
         with contextlib.suppress(sqlite3.Error, RuntimeError):
             await self._run(self.journal.sync)
-        self._thread.shutdown(wait=True)
+        self._queue.put(None)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
 
     async def entries(self, entry_ids: Collection[str] | None = None) -> dict[str, JournalEntry]:
         found = await self._run(self.journal.entries)

@@ -161,13 +161,18 @@ class ResultsFile:
         line = record["line"]
         if not outcome.finished or line in self.done:
             return False
+        # Flushed, not fsynced: the journal is the record that must survive a power cut, and a
+        # rerun writes whatever lines the file lost. One fsync per line would hold the event
+        # loop (and the next submits) up for milliseconds each.
         self._file.write(json.dumps(record, sort_keys=False) + "\n")
         self._file.flush()
-        os.fsync(self._file.fileno())
         self.done.add(line)
         return True
 
     def close(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+            os.fsync(self._file.fileno())
         self._file.close()
 
     def __enter__(self) -> Self:
