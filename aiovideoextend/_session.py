@@ -198,6 +198,12 @@ class Session:
                 connector=aiohttp.TCPConnector(limit=100),
                 headers={"User-Agent": f"aiovideoextend/{_version()}"},
             )
+        # aiohttp resends a GET once, unseen, when the connection drops after it went out: the
+        # server may then count two arrivals for one slot of our limiter (a 429 in a full
+        # window). Every attempt must pass the limiter, so we retry ourselves. aiohttp's own
+        # test client turns it off the same way; without the attribute nothing changes.
+        if hasattr(self._http, "_retry_connection"):
+            self._http._retry_connection = False
         if self._redis_url is not None:
             self._own_limiter = self._redis_limiter(self._redis_url)
         self._limiter = (

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 import aiovideoextend as ave
-from aiovideoextend.testing import Emulator
+from aiovideoextend.testing import Emulator, Fault
 
 from .conftest import SCALE
 
@@ -97,3 +97,22 @@ async def test_sessions_of_one_process_share_the_limiter(emu: Emulator):
 
         await asyncio.gather(burst(a), burst(b))
     assert sum(emu.stats.rate_limited.values()) == 0
+
+
+@pytest.mark.parametrize("route", ["status", "recover"])
+async def test_a_dropped_get_is_retried_through_the_limiter(emu: Emulator, session, route):
+    """A connection dropped after a GET went out: the session retries it with a new slot of the
+    limiter; aiohttp never resends it unseen, which would put two arrivals on one slot (the
+    cause of 429s in a full window)."""
+    job = await session.extend("veo3-1-extend", "p", video_url="https://example.com/a.mp4")
+    events: list[ave.Event] = []
+    session.add_event_hook(events.append)
+    emu.faults.add(Fault(route, "reset", count=1))
+    before = emu.stats.requests[route]
+    if route == "status":
+        await session.status(job.run_id)
+    else:
+        await session.recover(model="veo3-1-extend")
+    retries = sum(e.kind is ave.EventKind.RETRYING for e in events)
+    assert retries == 1
+    assert emu.stats.requests[route] - before == 1 + retries
