@@ -259,7 +259,11 @@ async def crash_trial(args: argparse.Namespace, trial: int) -> dict[str, Any]:
             records = [json.loads(x) for x in (workdir / "results.jsonl").read_text().splitlines()]
             per_line = collections.Counter(r["line"] for r in records)
             reported = {r["run_id"] for r in records if r.get("run_id")}
-            reported |= {c for r in records for c in r.get("candidates") or ()}
+            reported |= {
+                c["run_id"] if isinstance(c, dict) else c
+                for r in records
+                for c in r.get("candidates") or ()
+            }
             return {
                 "kills": kills,
                 "reruns": runs,

@@ -99,7 +99,9 @@ async def test_killed_at_random_points_then_rerun(emu: Emulator, tmp_path, seed)
     assert code in (0, 1), output
     records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert sorted(r["line"] for r in records) == list(range(1, 17))
-    reported = {r["run_id"] for r in records} | {c for r in records for c in r["candidates"]}
+    reported = {r["run_id"] for r in records} | {
+        c["run_id"] for r in records for c in r["candidates"]
+    }
     assert {entry.run_id for entry in emu.ledger} <= reported
     assert emu.duplicate_charges() == 0
     assert kills >= 1
