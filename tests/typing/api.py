@@ -108,6 +108,8 @@ async def errors(session: ave.Session) -> None:
     except ave.AmbiguousSubmitError as exc:
         candidates: tuple[str, ...] = exc.candidates
         print(exc.model, candidates, exc.cause)
+        jobs: list[ave.Job] = session.candidate_jobs(exc)
+        print([await job.result() for job in jobs])
     except ave.ResponseDecodeError as exc:
         decode_status: int | None = exc.status_code
         print(decode_status)
@@ -115,6 +117,8 @@ async def errors(session: ave.Session) -> None:
         print(exc)
     except ValueError:  # InvalidRequestError is a ValueError
         pass
+    unattributed: tuple[ave.RecoveredRun, ...] = session.unattributed
+    print([run.run_id for run in unattributed])
 
 
 async def main() -> None:
