@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_VERSION", "Journal", "JournalEntry", "JournalError", "LocalJournalStore"]
 
 _T = TypeVar("_T")
+#: commits of the worker thread between two checkpoints (SQLite's own default: 1,000 pages)
+_CHECKPOINT_EVERY: Final = 200
 
 SCHEMA_VERSION: Final = 2
 
@@ -474,9 +476,19 @@ class LocalJournalStore:
     def _work(self) -> None:
         """The worker thread: reads one by one, writes waiting together in one commit."""
         carry: list[_Job | None] = []
+        # Checkpoints (copying the WAL into the database, with an fsync) happen when nothing
+        # waits, not in the middle of a burst of submits as SQLite's automatic ones would.
+        self.journal.db.execute("PRAGMA wal_autocheckpoint=0")
+        commits = 0
         while True:
+            if not carry and commits >= _CHECKPOINT_EVERY and self._queue.empty():
+                commits = 0
+                with contextlib.suppress(sqlite3.Error):
+                    self.journal.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
             job = carry.pop() if carry else self._queue.get()
             if job is None:
+                with contextlib.suppress(sqlite3.Error):
+                    self.journal.db.execute("PRAGMA wal_autocheckpoint=1000")
                 return
             if job.op is None:
                 self._call(job)
@@ -492,6 +504,7 @@ class LocalJournalStore:
                     break
                 group.append(nxt)
             self._commit_group(group)
+            commits += 1
 
     def _call(self, job: _Job) -> None:
         assert job.call is not None  # noqa: S101
