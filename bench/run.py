@@ -20,8 +20,9 @@ import limits
 import memory
 import polling
 import rate
+import scaleout
 
-BENCHMARKS = ("limits", "polling", "rate", "cpu", "memory")
+BENCHMARKS = ("limits", "polling", "rate", "scaleout", "cpu", "memory")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
             lines = polling.main(args.quick, args.workers)
         elif name == "rate":
             lines = rate.main(args.quick)
+        elif name == "scaleout":
+            lines = scaleout.main(args.quick)
         elif name == "cpu":
             lines = cpu.main(args.quick)
         else:

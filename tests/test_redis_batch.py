@@ -13,7 +13,6 @@ import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,10 +24,10 @@ from aiovideoextend.exceptions import JournalError
 from aiovideoextend.redis_journal import RedisJournal
 from aiovideoextend.testing import Emulator
 
+from .scaleout import MODEL, CliWorker, free_port, run_cli_workers, write_manifest
 from .test_ratelimit import max_in_window
-from .test_redis_limiter import _free_port, efficiency, redis_url  # noqa: F401  (a fixture)
+from .test_redis_limiter import redis_url  # noqa: F401  (a fixture)
 
-MODEL = "wan-wavespeed-22-spicy-extend"
 KEY = "sk-nano-test-0001"
 
 
@@ -162,7 +161,7 @@ async def test_snapshots_and_known_runs(make_journal):
 
 async def test_redis_unreachable_is_a_journal_error(make_journal):
     """No Redis: a clear JournalError before any submit, never a silent local fallback."""
-    journal = make_journal(url=f"redis://127.0.0.1:{_free_port()}/0")
+    journal = make_journal(url=f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(JournalError, match="unavailable"):
         await _intent(journal, "e:0")
 
@@ -255,103 +254,26 @@ async def test_a_lost_intent_of_a_dead_worker_is_reconciled_not_paid_twice(
 # --- the command line: N copies of one command -------------------------------------------------
 
 
-def _manifest(path: Path, count: int) -> Path:
-    lines = [
-        {"model": MODEL, "prompt": f"shot {n}", "video_url": f"https://example.com/{n}.mp4"}
-        for n in range(count)
-    ]
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    return path
-
-
-class Worker:
-    """One ``aiovideoextend batch --redis`` process and its JSON lines."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, results: Path) -> None:
-        self.proc = proc
-        self.results = results
-        self.records: list[dict[str, Any]] = []
-        self.stderr = ""
-
-    @property
-    def worker_id(self) -> str | None:
-        return next((r["worker"] for r in self.records if "worker" in r), None)
-
-    def outcomes(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r.get("event") == "outcome"]
-
-    async def read(self, on_record: Callable[[Worker], Any] | None) -> int:
-        assert self.proc.stdout is not None
-        assert self.proc.stderr is not None
-        errors = asyncio.create_task(self.proc.stderr.read())
-        async for raw in self.proc.stdout:
-            self.records.append(json.loads(raw))
-            if on_record is not None:
-                await on_record(self)
-        self.stderr = (await errors).decode()
-        return await self.proc.wait()
-
-
-async def run_workers(
-    emu: Emulator,
-    url: str,
-    tmp_path: Path,
-    count: int,
-    *,
-    scale: float,
-    lease: float,
-    processes: int = 4,
-    on_record: Callable[[Worker], Any] | None = None,
-) -> list[tuple[Worker, int]]:
-    manifest = _manifest(tmp_path / "jobs.jsonl", count)
-    env = {
-        **os.environ,
-        "NANOGPT_BASE_URL": emu.base_url,
-        "NANOGPT_API_KEY": emu.api_key,
-        "PYTHONWARNINGS": "error",
-    }
-    prefix = f"cli-{uuid.uuid4().hex[:8]}"
-    workers = []
-    try:
-        for n in range(processes):
-            results = tmp_path / f"results-{n}.jsonl"
-            proc = await asyncio.create_subprocess_exec(
-                *(sys.executable, "-m", "aiovideoextend", "batch", str(manifest), "--json"),
-                *("--redis", url, "--redis-prefix", prefix, "--lease", str(lease)),
-                *("--time-scale", str(scale), "--results", str(results)),
-                env=env,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-            workers.append(Worker(proc, results))
-        codes = await asyncio.wait_for(
-            asyncio.gather(*(worker.read(on_record) for worker in workers)), 60
-        )
-    finally:
-        for worker in workers:
-            if worker.proc.returncode is None:
-                worker.proc.kill()
-                await worker.proc.wait()
-    return list(zip(workers, codes, strict=True))
-
-
-def _results(worker: Worker) -> dict[int, dict[str, Any]]:
+def _results(worker: CliWorker) -> dict[int, dict[str, Any]]:
     records = [json.loads(line) for line in worker.results.read_text().splitlines()]
     by_line = {r["line"]: r for r in records}
     assert len(by_line) == len(records), "a line was written twice"
     return by_line
 
 
-async def test_four_cli_workers_split_one_batch_at_full_speed(
+# Seconds of compressed time in 4 processes: a generous limit of their own for a busy machine.
+@pytest.mark.timeout(300)
+async def test_four_cli_workers_split_one_batch(
     make_emulator,
     redis_url,  # noqa: F811
     tmp_path,
 ):
-    """4 x ``batch --redis``: 0 x 429, >= 95 % of the submit limit, each line paid once, and
-    every worker's results file holds every line exactly once."""
+    """4 x ``batch --redis``: 0 x 429, never more than the limit in any window, each line paid
+    once, and every worker's results file holds every line exactly once (bench/scaleout.py
+    measures how close to the limit they get)."""
     scale, count, lines = 60.0, 50, 200
     emu = await make_emulator(time_scale=scale, limit_algorithm="sliding", users={KEY: 1e6})
-    done = await run_workers(emu, redis_url, tmp_path, lines, scale=scale, lease=3.0)
+    done = await run_cli_workers(emu, redis_url, tmp_path, lines, scale=scale, lease=3.0)
     for worker, code in done:
         assert code == 0, worker.stderr
         results = _results(worker)
@@ -364,15 +286,10 @@ async def test_four_cli_workers_split_one_batch_at_full_speed(
     assert sum(emu.stats.rate_limited.values()) == 0
     arrivals = [t for t, route in emu.stats.arrivals if route == "generate"]
     assert max_in_window(arrivals, 60 / scale) <= count
-    achieved = efficiency(arrivals, count, 60 / scale)
-    shares = sorted(sum(not o["resumed"] for o in w.outcomes()) for w, _ in done)
-    print(
-        f"\n4 CLI workers, {len(arrivals)} submits: {achieved:.3f} of the limit, at most "
-        f"{max_in_window(arrivals, 60 / scale)} in any window; lines per worker {shares}"
-    )
-    assert achieved >= 0.95
+    assert len(arrivals) == lines
 
 
+@pytest.mark.timeout(300)
 async def test_a_killed_cli_worker_leaves_its_jobs_to_the_others(
     make_emulator,
     redis_url,  # noqa: F811
@@ -382,10 +299,10 @@ async def test_a_killed_cli_worker_leaves_its_jobs_to_the_others(
     (submitted ones are followed, a lost intent reconciled), every line completes, each once."""
     scale, count, lines = 30.0, 50, 100
     emu = await make_emulator(time_scale=scale, limit_algorithm="sliding", users={KEY: 1e6})
-    victim: list[Worker] = []
+    victim: list[CliWorker] = []
     held: list[str] = []
 
-    async def kill_after_ten(worker: Worker) -> None:
+    async def kill_after_ten(worker: CliWorker) -> None:
         if not victim and len(worker.outcomes()) == 10:
             victim.append(worker)
             worker.proc.send_signal(signal.SIGKILL)
@@ -399,7 +316,7 @@ async def test_a_killed_cli_worker_leaves_its_jobs_to_the_others(
                     ):
                         held.append(fields[b"state"].decode())
 
-    done = await run_workers(
+    done = await run_cli_workers(
         emu, redis_url, tmp_path, lines, scale=scale, lease=0.6, on_record=kill_after_ten
     )
     assert victim
@@ -425,7 +342,7 @@ async def test_a_killed_cli_worker_leaves_its_jobs_to_the_others(
 
 async def test_cli_redis_usage_errors(tmp_path, redis_url):  # noqa: F811
     """--journal with --redis, and --batch-id without it, are usage errors (exit 2)."""
-    manifest = _manifest(tmp_path / "m.jsonl", 1)
+    manifest = write_manifest(tmp_path / "m.jsonl", 1)
     env = {**os.environ, "NANOGPT_API_KEY": KEY, "PYTHONWARNINGS": "error"}
     for extra in (["--redis", redis_url, "--journal", "j"], ["--batch-id", "x"]):
         proc = await asyncio.create_subprocess_exec(

