@@ -1,10 +1,19 @@
-"""Shared fixtures: a real emulator on 127.0.0.1 and sessions that talk to it."""
+"""Shared fixtures: a real emulator on 127.0.0.1 and sessions that talk to it.
+
+A test marked ``fast_forward`` runs, fixtures and all, on a looptime event loop: its clock moves
+only when every task waits for a timer, and then jumps straight to the next one. The emulator and
+the client share that loop and count compressed time on it, so what such a test sees of time
+(which status a poll finds, how many polls a job costs) is exact however slow the machine is.
+Only for tests whose every peer lives in the loop: a subprocess or a Redis server keeps real time.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
+import looptime
 import pytest
 
 import aiovideoextend as ave
@@ -14,6 +23,37 @@ from aiovideoextend.testing import Emulator
 SCALE = 600.0
 #: Short jobs (emulated seconds) so that a test waits milliseconds for a job.
 FAST = {"queue_seconds": (1.0, 5.0), "run_seconds": (5.0, 20.0)}
+
+
+#: looptime's clock counts whole microseconds.
+_TICKS = 1_000_000
+
+
+class FastForwardLoop(looptime.LoopTimeEventLoop, asyncio.SelectorEventLoop):
+    """looptime's loop, with every timer put on the clock's microsecond grid, rounded up.
+
+    The clock jumps to a timer rounded to its microsecond, and asyncio runs a timer up to a
+    nanosecond early: a timer set a hair after a tick would run before its time, find the time
+    not reached, set itself again, and so on forever, since this clock moves only when nothing is
+    ready to run. Rounded up, a timer runs a fraction of a microsecond late instead.
+    """
+
+    def call_at(
+        self, when: float, callback: Callable[..., object], *args: Any, context: Any = None
+    ) -> asyncio.TimerHandle:
+        tick = round(when * _TICKS)
+        if tick / _TICKS < when:
+            tick += 1
+        return super().call_at(tick / _TICKS, callback, *args, context=context)
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """A looptime loop for tests marked ``fast_forward``, asyncio's own loop for the others."""
+    if item.get_closest_marker("fast_forward") is not None:
+        return {"fast_forward": lambda: FastForwardLoop(start=0.0)}
+    return {"asyncio": asyncio.new_event_loop}
 
 
 @pytest.fixture

@@ -12,6 +12,9 @@ from aiovideoextend.testing import Emulator, Fault
 
 from .conftest import SCALE
 
+# What a poll finds and how many polls a job costs depend on compressed time only: exact here.
+pytestmark = pytest.mark.fast_forward
+
 MP4_URL = "https://example.com/source.mp4"
 
 
@@ -52,8 +55,8 @@ async def test_flat_envelope_updates_carry_progress_and_eta(make_emulator):
 
 
 async def test_awaiters_share_one_poll_loop(make_emulator):
-    """Three tasks awaiting one job cost the polls of one."""
-    polls = []
+    """Three tasks awaiting one job cost the polls of one: the same polls at the same times."""
+    schedules = []
     for awaiters in (1, 3):
         emu = await make_emulator(seed=1, queue_seconds=(10, 10), run_seconds=(30, 30))
         async with ave.Session(
@@ -62,11 +65,15 @@ async def test_awaiters_share_one_poll_loop(make_emulator):
             time_scale=SCALE,
             poll=ave.PollPolicy(jitter=0),
         ) as session:
+            start = asyncio.get_running_loop().time()
             job = await submit(session)
             await asyncio.gather(*(job.result() for _ in range(awaiters)))
-        polls.append(emu.stats.polls[job.run_id])
-    assert polls[0] == polls[1]
-    assert polls[0] >= 1
+        # Microseconds since the submit: the fast-forwarded clock makes both runs' exact.
+        polls = [round((t - start) * 1e6) for t, route in emu.stats.arrivals if route == "status"]
+        assert len(polls) == emu.stats.polls[job.run_id]
+        schedules.append(polls)
+    assert schedules[0] == schedules[1]
+    assert len(schedules[0]) >= 2
 
 
 async def test_nobody_waiting_means_no_polling(emu: Emulator, session: ave.Session):
@@ -80,7 +87,7 @@ async def test_nobody_waiting_means_no_polling(emu: Emulator, session: ave.Sessi
 
 async def test_refresh_polls_once(emu: Emulator, session: ave.Session):
     """refresh() polls exactly once and updates the job."""
-    job = await submit(session)
+    job = await submit(session)  # no time passes before the refresh: the job is queued
     update = await job.refresh()
     assert emu.stats.polls[job.run_id] == 1
     assert job.last_update == update
@@ -254,7 +261,12 @@ async def test_only_the_oldest_jobs_scout_until_a_duration_is_learned(make_emula
     async with ave.Session(
         emu.api_key, base_url=emu.base_url, time_scale=SCALE, poll=ave.PollPolicy(jitter=0)
     ) as session:
-        jobs = [await submit(session, str(i)) for i in range(10)]
+        jobs = []
+        for i in range(10):
+            jobs.append(await submit(session, str(i)))
+            # Half an emulated second apart, like a client submitting one after the other
+            # (submitted at one instant, all ten would be the oldest and all would scout).
+            await asyncio.sleep(0.5 / SCALE)
         await asyncio.gather(*jobs)
     polls = [emu.stats.polls[job.run_id] for job in jobs]
     scouts, others = polls[:3], polls[3:]

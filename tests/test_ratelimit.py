@@ -11,6 +11,9 @@ from aiovideoextend.testing import Emulator, Fault
 
 from .conftest import SCALE
 
+# Windows are counted on the loop clock: fast-forwarded, the elapsed times below are exact.
+pytestmark = pytest.mark.fast_forward
+
 
 def max_in_window(times: list[float], window: float) -> int:
     times = sorted(times)

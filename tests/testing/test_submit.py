@@ -223,6 +223,7 @@ async def test_extend_accepts_task_id_and_both_when_equal(api):
     assert (await api.extend({"taskId": parent, "runId": parent, "index": 3})).status == 202
 
 
+@pytest.mark.fast_forward  # the child must still be running at the second request
 async def test_extended_run_can_be_extended_again(api):
     """The new job is itself a midjourney-video run, extendable once it completes."""
     parent = api.emu.midjourney_run_ids(KEY)[0]
