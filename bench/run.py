@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import batch
 import cpu
 import limits
 import memory
@@ -22,7 +23,7 @@ import polling
 import rate
 import scaleout
 
-BENCHMARKS = ("limits", "polling", "rate", "scaleout", "cpu", "memory")
+BENCHMARKS = ("limits", "polling", "rate", "batch", "scaleout", "cpu", "memory")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             lines = polling.main(args.quick, args.workers)
         elif name == "rate":
             lines = rate.main(args.quick)
+        elif name == "batch":
+            lines = batch.main(args.quick)
         elif name == "scaleout":
             lines = scaleout.main(args.quick)
         elif name == "cpu":
