@@ -152,6 +152,7 @@ async def test_reset_creates_nothing(api):
     assert (await api.submit()).status == 202
 
 
+@pytest.mark.fast_forward  # the job must not have finished (and been refunded) by the check
 async def test_ambiguous_charges_but_never_answers(api):
     """ambiguous creates and charges the job, drops the answer, and recover shows the job."""
     api.emu.faults.add(Fault("generate", "ambiguous", count=1))

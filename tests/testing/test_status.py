@@ -77,6 +77,7 @@ async def test_lifecycle_nested(make_api):
     assert 0.6 * 0.35 <= done["cost"] <= 0.35
 
 
+@pytest.mark.fast_forward  # the job must not have finished (and been refunded) by the first check
 async def test_completion_refunds_the_difference(api):
     """On completion the ledger gets the final cost and the balance the unused precharge."""
     run_id = (await api.submit()).body["runId"]
