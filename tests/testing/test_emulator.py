@@ -323,18 +323,25 @@ async def test_serve_prints_and_serves_until_cancelled(capsys, http):
 
 async def test_python_m_serves_and_stops_on_interrupt(http):
     """`python -m aiovideoextend.testing` serves until SIGINT and then exits with 0."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "aiovideoextend.testing",
-        "--port",
-        "0",
-        "--midjourney-runs",
-        "0",
-        cwd=REPO,
-        stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    # A child inherits an ignored SIGINT, and pytest started in the background (`cmd &` in a
+    # script) has it ignored: then Ctrl-C rightly does nothing to the server. Start it the way a
+    # terminal would, with the default disposition.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "aiovideoextend.testing",
+            "--port",
+            "0",
+            "--midjourney-runs",
+            "0",
+            cwd=REPO,
+            stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         assert process.stdout is not None
         line = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
