@@ -185,14 +185,15 @@ def attribute(
     offset: tuple[float, float] | None = None,
     margin: float = 0.0,
     listing_full: bool = False,
+    reach: Sequence[Listed] = (),
 ) -> Matching:
     """Decide, for every lost submit, the run it created (see the module docstring).
 
     ``runs``: the unclaimed runs of the model that recover listed. ``open_attempts``: submits
     still waiting for their answer (they may own a run, they get no verdict).
     ``listing_full``: recover returned as many runs as asked for, so older runs may be
-    missing: a lost submit is then said to have created nothing only if a listed run is
-    certainly older than it.
+    missing: a lost submit is then said to have created nothing only if a listed run (of
+    ``runs`` or ``reach``, the claimed runs of the listing) is certainly older than it.
     """
     attempts = [*lost, *open_attempts]
     owners = {
@@ -238,7 +239,9 @@ def attribute(
     def settle(attempt: Attempt, run_id: str | None) -> Verdict:
         if run_id is not None:
             return Verdict(attempt.key, run=run_id)
-        if listing_full and not any(_older(run, attempt, offset, margin) for run in runs):
+        if listing_full and not any(
+            _older(run, attempt, offset, margin) for run in (*runs, *reach)
+        ):
             # Its run, if any, may be older than everything listed: nothing can be said.
             return Verdict(attempt.key)
         return Verdict(attempt.key, created_nothing=True)

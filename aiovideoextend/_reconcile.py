@@ -320,6 +320,7 @@ class SubmitGuard:
         listing_full = len(runs) >= RECOVER_LIMIT
         by_id = {run.run_id: run for run in runs if run.model in (None, model)}
         listed: list[Listed] = []
+        claimed: list[Listed] = []
         anchors: list[Anchor] = []
         dated = True
         for run in by_id.values():
@@ -329,6 +330,7 @@ class SubmitGuard:
                 flight = self._flights.get(run.run_id)
                 if flight is not None and created is not None:
                     anchors.append(Anchor(flight[0], flight[1], created, resolution))
+                claimed.append(Listed(run.run_id, created, resolution, self._seen.get(run.run_id)))
                 continue
             listed.append(Listed(run.run_id, created, resolution, self._seen.get(run.run_id)))
         self.saw(list(by_id))
@@ -345,6 +347,7 @@ class SubmitGuard:
             offset=offset,
             margin=self._margin,
             listing_full=listing_full,
+            reach=claimed,
         )
         if offset is None or not dated:
             # Without a clock to tell flights apart, later losses are kept apart in time.

@@ -429,6 +429,7 @@ class _Runner:
         known = await journal.known_runs(model)
         by_run = {r.run_id: r for r in records.values() if r.run_id}
         listed: list[Listed] = []
+        claimed: list[Listed] = []
         anchors: list[Anchor] = []
         for run in runs:
             if run.model not in (None, model):
@@ -437,7 +438,10 @@ class _Runner:
             record = by_run.get(run.run_id)
             if record is None:
                 listed.append(Listed(run.run_id, created, resolution, known.get(run.run_id)))
-            elif created is not None and record.submitted_at is not None:
+                continue
+            seen = record.submitted_seq if record.submitted_at is not None else None
+            claimed.append(Listed(run.run_id, created, resolution, seen))
+            if created is not None and record.submitted_at is not None:
                 anchors.append(Anchor(record.intent_at, record.submitted_at, created, resolution))
         # From now on every listed run is one no later intent can own.
         await journal.record_known_runs(
@@ -470,6 +474,7 @@ class _Runner:
             offset=offset_bounds(anchors, (server - skew, server + skew)),
             margin=self.session._retries.reconcile_margin,
             listing_full=len(runs) >= RECOVER_LIMIT,
+            reach=claimed,
         )
         for run_id in matching.unattributed:
             if known.get(run_id) is None:

@@ -269,6 +269,26 @@ CASES = [
 ]
 
 
+CASES += [
+    pytest.param(
+        [lost("a", 5)],
+        [],
+        {"listing_full": True, "reach": [run("Rclaimed", seen=3)]},
+        {"a": (NOTHING, None)},
+        (),
+        id="a full listing reaching back through a claimed run: created nothing",
+    ),
+    pytest.param(
+        [lost("a", 5)],
+        [],
+        {"listing_full": True, "reach": [run("Rclaimed", seen=7)]},
+        {"a": ("ambiguous", ())},
+        (),
+        id="a full listing whose claimed runs are all newer: unknown",
+    ),
+]
+
+
 @pytest.mark.parametrize(("lost_", "runs", "options", "expected", "unattributed"), CASES)
 def test_attribute(lost_, runs, options, expected, unattributed):
     """Each lost submit gets its run only when no other explanation is possible."""
