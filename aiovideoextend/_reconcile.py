@@ -25,7 +25,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine
 from typing import Any
 
 import attrs
@@ -99,11 +99,11 @@ class Ticket:
             await self.before_send()
 
     def lost(
-        self, body: str, cause: str, exclude: str | None, *, timed_out: bool = False
+        self, payload: Any, cause: str, exclude: str | None, *, timed_out: bool = False
     ) -> LostSubmit:
         return LostSubmit(
             self.model,
-            body,
+            body_key(payload),  # only now: a payload may hold megabytes of video
             cause,
             sent_seq=self.sent_seq,
             sent_at=self.sent_at,
@@ -195,7 +195,8 @@ class SubmitGuard:
         task = self._snapshots.get(model)
         if task is None:
             task = self._snapshots[model] = asyncio.ensure_future(self._take_snapshot(model))
-        await asyncio.shield(task)
+        if not task.done():  # every later submit of the model finds it done
+            await asyncio.shield(task)
 
     def listed(self, model: str) -> None:
         """A full listing of ``model`` was seen: it serves as the snapshot before its submits."""
@@ -277,16 +278,33 @@ class SubmitGuard:
 
     # -- resolving --------------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def _quiet(self, model: str) -> AsyncIterator[None]:
+        """Hold ``model``'s submits back and wait for the ones on the wire to come back (their
+        runs are then claimed); those still out after the settle timeout compete for the runs.
+        Call with the model's lock held."""
+        gate = self._event(self._gates, model)
+        gate.clear()
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._settle_timeout):
+                    await self._event(self._idle, model).wait()
+            yield
+        finally:
+            gate.set()
+
+    def _lock(self, model: str) -> asyncio.Lock:
+        return self._locks.setdefault(model, asyncio.Lock())
+
     async def resolve(self, submit: LostSubmit) -> RecoveredRun | None:
         """The run ``submit`` created, or None if it created none (then it may be resent)."""
         model = submit.model
-        lock = self._locks.setdefault(model, asyncio.Lock())
-        async with lock:
+        async with self._lock(model):
+            # Already resolved when a sibling's reconciliation took this one along.
             if not submit.resolved:
-                gate = self._event(self._gates, model)
-                gate.clear()
                 try:
-                    await self._reconcile(model)
+                    async with self._quiet(model):
+                        await self._reconcile(model)
                 except BaseException:
                     # This caller gives up (recover failed, or it was cancelled): its submit
                     # must not weigh on how the others are matched.
@@ -294,20 +312,11 @@ class SubmitGuard:
                     if submit in pending:
                         pending.remove(submit)
                     raise
-                finally:
-                    gate.set()
         if submit.error is not None:
             raise submit.error
         return submit.run
 
     async def _reconcile(self, model: str) -> None:
-        idle = self._event(self._idle, model)
-        if not idle.is_set():
-            try:
-                async with asyncio.timeout(self._settle_timeout):
-                    await idle.wait()
-            except TimeoutError:
-                pass  # the ones still out compete for the runs (see `open_attempts`)
         lost = self._lost.pop(model, [])
         if not lost:
             return
@@ -388,22 +397,12 @@ class SubmitGuard:
         once more when its window closes, and name any run that appeared unclaimed since it
         left (it was paid for; nobody adopts it, everybody can see it)."""
         await asyncio.sleep(max(0.0, until - asyncio.get_running_loop().time()))
-        lock = self._locks.setdefault(model, asyncio.Lock())
-        async with lock:
-            gate = self._event(self._gates, model)
-            gate.clear()
-            try:
-                idle = self._event(self._idle, model)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._settle_timeout):
-                        await idle.wait()
-                try:
-                    runs = await self._recover(model)
-                except Exception as exc:
-                    log.warning("the late look for a timed-out submit of %s failed: %s", model, exc)
-                    return
-            finally:
-                gate.set()
+        try:
+            async with self._lock(model), self._quiet(model):
+                runs = await self._recover(model)
+        except Exception as exc:
+            log.warning("the late look for a timed-out submit of %s failed: %s", model, exc)
+            return
         late = [
             run.run_id
             for run in runs

@@ -25,7 +25,7 @@ from ._job import Job
 from ._limiter import shared_limiter
 from ._limiter_api import Limiter
 from ._poll import PollScheduler
-from ._reconcile import LostSubmit, NotNow, SubmitGuard, Ticket, body_key
+from ._reconcile import LostSubmit, NotNow, SubmitGuard, Ticket
 from ._requests import MidjourneyExtend, SourceExtend
 from .exceptions import (
     AmbiguousSubmitError,
@@ -373,7 +373,6 @@ class Session:
         retries = self._retries
         guard = self._guard
         source = request.run_id if isinstance(request, MidjourneyExtend) else None
-        body = body_key(payload)
         # Runs that exist before our first submit of the model can never be taken for ours.
         await guard.snapshot(model)
         attempt = 0
@@ -398,7 +397,7 @@ class Session:
                     cause = "connection refused: nothing was sent"
                 except TransportError as exc:
                     cause = str(exc)
-                    lost = ticket.lost(body, cause, source, timed_out=exc.timed_out)
+                    lost = ticket.lost(payload, cause, source, timed_out=exc.timed_out)
                 else:
                     status = response.status
                     if 200 <= status < 300:
@@ -406,7 +405,7 @@ class Session:
                             submission = parse_submission(response.json(), model)
                         except ResponseDecodeError as exc:
                             cause = str(exc)
-                            lost = ticket.lost(body, cause, source)
+                            lost = ticket.lost(payload, cause, source)
                         else:
                             # Adopted before leaving the guard: a reconciliation running for
                             # a lost sibling must see this run as claimed.
@@ -422,7 +421,7 @@ class Session:
                             raise error from None
                         cause = str(error)
                         if status != 503:
-                            lost = ticket.lost(body, cause, source)
+                            lost = ticket.lost(payload, cause, source)
                         elif attempt >= retries.attempts:
                             raise error from None
                         # A 503 "Service Unavailable": the server did not take the request
@@ -460,8 +459,8 @@ class Session:
 
     def _adopt(self, submission: Submission) -> Job:
         run_id = submission.run_id
+        # Seen already: in its submit's answer (Ticket.answered) or in a recover listing.
         self._claimed.add(run_id)
-        self._guard.saw((run_id,))
         job = self._jobs.get(run_id)
         if job is None:
             job = self._jobs[run_id] = Job(self, run_id, submission.model, submission)
