@@ -33,21 +33,26 @@ A run no submit may have created is *unattributed*: it is reported, never droppe
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Final
 
 import attrs
 
+from .models import RecoveredRun
+
 __all__ = [
     "Anchor",
     "Attempt",
+    "Claim",
     "Listed",
+    "Listing",
     "Matching",
     "Verdict",
     "attribute",
     "offset_bounds",
     "parse_created_at",
+    "read_listing",
 ]
 
 #: Past this many explanations the search stops and every lost submit with a candidate is
@@ -114,6 +119,54 @@ class Matching:
     verdicts: dict[str, Verdict]
     #: runs no submit may have created (late creations, or someone else's): to report
     unattributed: tuple[str, ...]
+
+
+@attrs.frozen
+class Claim:
+    """A listed run the client already knows whose it is."""
+
+    #: order stamp when the client first saw it (None: unknown)
+    seen_seq: int | None = None
+    #: (sent, answered) on our clock, when it came in its own submit's answer
+    flight: tuple[float, float] | None = None
+
+
+@attrs.frozen
+class Listing:
+    """A recover listing of one model, read for :func:`attribute`."""
+
+    unclaimed: list[Listed]
+    claimed: list[Listed]
+    anchors: list[Anchor]
+    #: every row carried a readable ``createdAt``
+    dated: bool
+
+
+def read_listing(
+    runs: Iterable[RecoveredRun],
+    model: str,
+    claims: Mapping[str, Claim],
+    seen: Mapping[str, int],
+) -> Listing:
+    """Split ``model``'s rows into unclaimed candidates (with when each was ``seen``), claimed
+    runs, and the anchors that the claimed runs' flights make."""
+    unclaimed: list[Listed] = []
+    claimed: list[Listed] = []
+    anchors: list[Anchor] = []
+    dated = True
+    for run in runs:
+        if run.model not in (None, model):
+            continue
+        created, resolution = parse_created_at(run.created_at)
+        dated = dated and created is not None
+        claim = claims.get(run.run_id)
+        if claim is None:
+            unclaimed.append(Listed(run.run_id, created, resolution, seen.get(run.run_id)))
+            continue
+        claimed.append(Listed(run.run_id, created, resolution, claim.seen_seq))
+        if claim.flight is not None and created is not None:
+            anchors.append(Anchor(*claim.flight, created, resolution))
+    return Listing(unclaimed, claimed, anchors, dated)
 
 
 def parse_created_at(text: object) -> tuple[float | None, float]:

@@ -30,7 +30,7 @@ from typing import Any
 
 import attrs
 
-from ._attribution import Anchor, Attempt, Listed, attribute, offset_bounds, parse_created_at
+from ._attribution import Attempt, Claim, attribute, offset_bounds, parse_created_at, read_listing
 from .exceptions import AmbiguousSubmitError
 from .models import RecoveredRun
 
@@ -328,37 +328,29 @@ class SubmitGuard:
             raise
         listing_full = len(runs) >= RECOVER_LIMIT
         by_id = {run.run_id: run for run in runs if run.model in (None, model)}
-        listed: list[Listed] = []
-        claimed: list[Listed] = []
-        anchors: list[Anchor] = []
-        dated = True
-        for run in by_id.values():
-            created, resolution = parse_created_at(run.created_at)
-            dated = dated and created is not None
-            if run.run_id in self._claimed:
-                flight = self._flights.get(run.run_id)
-                if flight is not None and created is not None:
-                    anchors.append(Anchor(flight[0], flight[1], created, resolution))
-                claimed.append(Listed(run.run_id, created, resolution, self._seen.get(run.run_id)))
-                continue
-            listed.append(Listed(run.run_id, created, resolution, self._seen.get(run.run_id)))
+        claims = {
+            run_id: Claim(self._seen.get(run_id), self._flights.get(run_id))
+            for run_id in by_id
+            if run_id in self._claimed
+        }
+        listing = read_listing(by_id.values(), model, claims, self._seen)
         self.saw(list(by_id))
         server = self._clock_offset()
-        offset = offset_bounds(anchors, (server - self._skew, server + self._skew))
+        offset = offset_bounds(listing.anchors, (server - self._skew, server + self._skew))
         now = asyncio.get_running_loop().time()
         released = [(a, until) for a, until in self._released[model] if until > now]
         self._released[model] = released
         flying = [Attempt(f"open-{id(t)}", t.sent_seq, t.sent_at) for t in self._in_flight[model]]
         matching = attribute(
             [submit.attempt() for submit in lost],
-            listed,
+            listing.unclaimed,
             open_attempts=[*flying, *(attempt for attempt, _ in released)],
             offset=offset,
             margin=self._margin,
             listing_full=listing_full,
-            reach=claimed,
+            reach=listing.claimed,
         )
-        if offset is None or not dated:
+        if offset is None or not listing.dated:
             # Without a clock to tell flights apart, later losses are kept apart in time.
             self._careful_until[model] = now + self._cooldown
         self._report(model, matching.unattributed, by_id)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from ._attribution import Anchor, Attempt, Listed, attribute, offset_bounds, parse_created_at
+from ._attribution import Attempt, Claim, attribute, offset_bounds, read_listing
 from ._download import download_video
 from ._journal import Journal, JournalEntry, LocalJournalStore
 from ._journal_api import JournalStore
@@ -427,22 +427,16 @@ class _Runner:
             return
         records = await journal.entries()
         known = await journal.known_runs(model)
-        by_run = {r.run_id: r for r in records.values() if r.run_id}
-        listed: list[Listed] = []
-        claimed: list[Listed] = []
-        anchors: list[Anchor] = []
-        for run in runs:
-            if run.model not in (None, model):
-                continue
-            created, resolution = parse_created_at(run.created_at)
-            record = by_run.get(run.run_id)
-            if record is None:
-                listed.append(Listed(run.run_id, created, resolution, known.get(run.run_id)))
-                continue
-            seen = record.submitted_seq if record.submitted_at is not None else None
-            claimed.append(Listed(run.run_id, created, resolution, seen))
-            if created is not None and record.submitted_at is not None:
-                anchors.append(Anchor(record.intent_at, record.submitted_at, created, resolution))
+        # A claimed run was seen when its answer was recorded, and its flight pins the clock.
+        claims = {
+            r.run_id: Claim(
+                r.submitted_seq if r.submitted_at is not None else None,
+                (r.intent_at, r.submitted_at) if r.submitted_at is not None else None,
+            )
+            for r in records.values()
+            if r.run_id
+        }
+        listing = read_listing(runs, model, claims, known)
         # From now on every listed run is one no later intent can own.
         await journal.record_known_runs(
             model, [run.run_id for run in runs], complete=len(runs) < RECOVER_LIMIT
@@ -469,12 +463,12 @@ class _Runner:
         ]
         matching = attribute(
             lost,
-            listed,
+            listing.unclaimed,
             open_attempts=rivals,
-            offset=offset_bounds(anchors, (server - skew, server + skew)),
+            offset=offset_bounds(listing.anchors, (server - skew, server + skew)),
             margin=self.session._retries.reconcile_margin,
             listing_full=len(runs) >= RECOVER_LIMIT,
-            reach=claimed,
+            reach=listing.claimed,
         )
         for run_id in matching.unattributed:
             if known.get(run_id) is None:

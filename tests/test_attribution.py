@@ -10,12 +10,15 @@ from aiovideoextend._attribution import (
     MAX_EXPLANATIONS,
     Anchor,
     Attempt,
+    Claim,
     Listed,
     Verdict,
     attribute,
     offset_bounds,
     parse_created_at,
+    read_listing,
 )
+from aiovideoextend.models import RecoveredRun
 
 T = 1_800_000_000.0  # a client-clock instant; the server's clock is T + offset
 ZERO = (0.0, 0.0)
@@ -366,3 +369,22 @@ def test_parse_created_at(text, expected):
     else:
         assert stamp == pytest.approx(expected[0])
     assert resolution == pytest.approx(expected[1])
+
+
+def test_read_listing_splits_claimed_unclaimed_and_anchors():
+    """Rows of another model are dropped; a claimed run with a flight is an anchor; a row
+    without createdAt makes the listing undated."""
+    rows = [
+        RecoveredRun("R1", "m", created_at="2026-02-05T22:41:58.100Z"),
+        RecoveredRun("R2", "m", created_at="2026-02-05T22:41:58.200Z"),
+        RecoveredRun("R3", None),
+        RecoveredRun("X", "other", created_at="2026-02-05T22:41:58.300Z"),
+    ]
+    claims = {"R1": Claim(4, (T, T + 0.1)), "R3": Claim(6)}
+    listing = read_listing(rows, "m", claims, {"R2": 5})
+    assert [r.run_id for r in listing.unclaimed] == ["R2"]
+    assert listing.unclaimed[0].seen_seq == 5
+    assert [(r.run_id, r.seen_seq) for r in listing.claimed] == [("R1", 4), ("R3", 6)]
+    assert listing.anchors == [Anchor(T, T + 0.1, 1770331318.1, 0.001)]
+    assert not listing.dated
+    assert read_listing(rows[:2], "m", {}, {}).dated
