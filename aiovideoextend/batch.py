@@ -280,7 +280,9 @@ class _Runner:
                 yield item
         finally:
             self.session.remove_event_hook(self._on_event)
-            tasks = list(self.tasks)
+            # Candidates are followed under a shield (several lines may wait on one): stop
+            # them here with the rest.
+            tasks: list[asyncio.Future[Any]] = [*self.tasks, *self.candidates.values()]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
