@@ -17,7 +17,12 @@ A run *may* belong to a lost submit only if none of these rules it out:
    submit's flight ``[left, answer lost]``, widened by the timestamp's resolution and a margin.
    The offset is bounded by the answered submits themselves: each one's run was created
    between its send and its answer, so ``createdAt - answered <= offset <= createdAt - sent``.
-   Without a ``createdAt`` (missing, unreadable) or an offset, this rule rules nothing out.
+   Without a ``createdAt`` (missing, unreadable) or an offset, this rule rules nothing out;
+4. it carries a ``conversationUUID`` that some lost or open submit sent, and this submit did
+   not send that one. The server stores the tag it was sent, so a tagged run was created by a
+   request that carried its tag. A tag no submit sent, or none, rules nothing out: the server
+   may drop tags, or the run may be someone else's. With a fresh tag per submit
+   (``Retries(tag_submits=True)``) lost answers that flew together are told apart exactly.
 
 Every listed run that some lost or still-unanswered submit may have created was created by
 exactly one of them (the client assumes no one else submits with its key and model at the
@@ -33,7 +38,7 @@ A run no submit may have created is *unattributed*: it is reported, never droppe
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Final
 
@@ -75,6 +80,8 @@ class Attempt:
     body: str = ""
     #: runs that are certainly not its own (the run a Midjourney extend extends)
     exclude: frozenset[str] = frozenset()
+    #: the ``conversationUUID`` it sent (None: none)
+    conversation: str | None = None
 
 
 @attrs.frozen
@@ -88,6 +95,8 @@ class Listed:
     resolution: float = 0.0
     #: order stamp when the client first saw it (None: first seen in this listing)
     seen_seq: int | None = None
+    #: the row's ``conversationUUID`` (None: none)
+    conversation: str | None = None
 
 
 @attrs.frozen
@@ -161,7 +170,9 @@ def read_listing(
         dated = dated and created is not None
         claim = claims.get(run.run_id)
         if claim is None:
-            unclaimed.append(Listed(run.run_id, created, resolution, seen.get(run.run_id)))
+            unclaimed.append(
+                Listed(run.run_id, created, resolution, seen.get(run.run_id), run.conversation_uuid)
+            )
             continue
         claimed.append(Listed(run.run_id, created, resolution, claim.seen_seq))
         if claim.flight is not None and created is not None:
@@ -214,9 +225,15 @@ def offset_bounds(
 
 
 def _may_own(
-    attempt: Attempt, run: Listed, offset: tuple[float, float] | None, margin: float
+    attempt: Attempt,
+    run: Listed,
+    offset: tuple[float, float] | None,
+    margin: float,
+    tags: Collection[str] = (),
 ) -> bool:
     if run.run_id in attempt.exclude:
+        return False
+    if run.conversation in tags and attempt.conversation != run.conversation:
         return False
     if run.seen_seq is not None and run.seen_seq < attempt.sent_seq:
         return False
@@ -249,9 +266,10 @@ def attribute(
     ``runs`` or ``reach``, the claimed runs of the listing) is certainly older than it.
     """
     attempts = [*lost, *open_attempts]
+    tags = {attempt.conversation for attempt in attempts if attempt.conversation is not None}
     owners = {
         run.run_id: [
-            i for i, attempt in enumerate(attempts) if _may_own(attempt, run, offset, margin)
+            i for i, attempt in enumerate(attempts) if _may_own(attempt, run, offset, margin, tags)
         ]
         for run in runs
     }

@@ -158,7 +158,10 @@ class Retries:
     ``reconcile_skew`` bounds (seconds) how far the server's clock may be off the one its Date
     headers show, until answered submits pin it down; ``reconcile_margin`` (seconds, never
     scaled) widens each lost submit's flight for clock reads and drift when matching its run
-    by ``createdAt`` (see ``docs/reliability.md``).
+    by ``createdAt`` (see ``docs/reliability.md``). ``tag_submits`` sends a fresh
+    ``conversationUUID`` with every source-video submit that has none, so that the run of a
+    lost answer is known by its tag where recover echoes it (off by default: the tag files the
+    run under a conversation of that id on NanoGPT's side).
     """
 
     attempts: int = attrs.field(default=6, validator=_positive_int)
@@ -167,6 +170,7 @@ class Retries:
     jitter: float = attrs.field(default=0.2, validator=_fraction)
     reconcile_skew: float = attrs.field(default=5.0, validator=_non_negative)
     reconcile_margin: float = attrs.field(default=0.005, validator=_non_negative)
+    tag_submits: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
 
     def scaled(self, time_scale: float) -> Retries:
         _check_scale(time_scale)

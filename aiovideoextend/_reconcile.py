@@ -59,6 +59,8 @@ class LostSubmit:
     exclude: str | None = None
     #: the client gave up waiting: the server may create the run later still
     timed_out: bool = False
+    #: the ``conversationUUID`` it sent (None: none)
+    conversation: str | None = None
     run: RecoveredRun | None = None
     error: AmbiguousSubmitError | None = None
     resolved: bool = False
@@ -66,7 +68,13 @@ class LostSubmit:
     def attempt(self) -> Attempt:
         exclude = frozenset((self.exclude,)) if self.exclude else frozenset()
         return Attempt(
-            str(id(self)), self.sent_seq, self.sent_at, self.ended_at, self.body, exclude
+            str(id(self)),
+            self.sent_seq,
+            self.sent_at,
+            self.ended_at,
+            self.body,
+            exclude,
+            self.conversation,
         )
 
 
@@ -83,6 +91,8 @@ class Ticket:
     model: str
     #: awaited once the submit may leave, right before it does (a batch records its intent)
     before_send: Callable[[], Awaitable[None]] | None = None
+    #: the ``conversationUUID`` the submit carries (None: none)
+    conversation: str | None = None
     entered: bool = False
     #: order stamp and our clock when the request left
     sent_seq: int = 0
@@ -110,6 +120,7 @@ class Ticket:
             ended_at=time.time(),
             exclude=exclude,
             timed_out=timed_out,
+            conversation=self.conversation,
         )
 
     def answered(self, run_id: str) -> None:
@@ -340,7 +351,10 @@ class SubmitGuard:
         now = asyncio.get_running_loop().time()
         released = [(a, until) for a, until in self._released[model] if until > now]
         self._released[model] = released
-        flying = [Attempt(f"open-{id(t)}", t.sent_seq, t.sent_at) for t in self._in_flight[model]]
+        flying = [
+            Attempt(f"open-{id(t)}", t.sent_seq, t.sent_at, conversation=t.conversation)
+            for t in self._in_flight[model]
+        ]
         matching = attribute(
             [submit.attempt() for submit in lost],
             listing.unclaimed,

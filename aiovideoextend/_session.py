@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import random
+import uuid
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
@@ -360,6 +361,13 @@ class Session:
             payload = await asyncio.to_thread(request.payload)
         else:
             payload = request.payload()
+        if (
+            self._retries.tag_submits
+            and isinstance(request, SourceExtend)
+            and "conversationUUID" not in payload
+        ):
+            # A tag of its own: the run a lost answer created is then known by it.
+            payload = {**payload, "conversationUUID": str(uuid.uuid4())}
         return await self._submit(transport, request, payload, before_send)
 
     async def _submit(
@@ -380,7 +388,7 @@ class Session:
             attempt += 1
             # Entered after the rate limiter, right before the request leaves: only requests
             # on the wire can lose an answer, and a careful spell must hold back queued ones.
-            ticket = Ticket(guard, model, before_send)
+            ticket = Ticket(guard, model, before_send, payload.get("conversationUUID"))
             lost: LostSubmit | None = None
             try:
                 try:

@@ -139,6 +139,13 @@ class _HeldElsewhere(Exception):  # noqa: N818  (a signal, not an error)
     """Another worker of a shared journal claimed the entry first: nothing was sent."""
 
 
+def _conversation(request: ExtendRequest | None) -> str | None:
+    if isinstance(request, SourceExtend):
+        tag = request.options.get("conversation_uuid")
+        return tag if isinstance(tag, str) else None
+    return None
+
+
 def _excluded(request: ExtendRequest | None) -> frozenset[str]:
     """The run a Midjourney extend extends: never its result."""
     if isinstance(request, MidjourneyExtend):
@@ -453,16 +460,32 @@ class _Runner:
                 None,  # its worker is gone: when the answer was lost is unknown
                 record.request_key,
                 _excluded(entry.request),
+                _conversation(entry.request),
             )
             for entry, record in items
         ]
         # Other lost intents of this model (their workers died, maybe being reconciled by
         # another worker) may own runs too.
-        rivals = [
-            Attempt(r.entry_id, r.intent_seq, r.intent_at or None)
+        by_id = {entry.entry_id: entry for entry in self.entries}
+        rival_records = [
+            r
             for r in records.values()
             if r.state == "intent" and r.model == model and r.entry_id not in mine
         ]
+        # A conversationUUID tag rules runs out only when every competing submit's tag is
+        # known (see the rules); an intent of an entry this runner cannot see has none known.
+        tagged = all(r.entry_id in by_id for r in rival_records)
+        rivals = [
+            Attempt(
+                r.entry_id,
+                r.intent_seq,
+                r.intent_at or None,
+                conversation=_conversation(by_id[r.entry_id].request) if tagged else None,
+            )
+            for r in rival_records
+        ]
+        if not tagged:
+            lost = [attrs.evolve(attempt, conversation=None) for attempt in lost]
         matching = attribute(
             lost,
             listing.unclaimed,

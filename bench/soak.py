@@ -356,6 +356,7 @@ async def distinct_run(args: argparse.Namespace, seed: int, created_at: Any) -> 
             # A limiter of its own: seeds run one after another and must not share a budget.
             limiter=ave.RateLimiter(ave.Limits().scaled(scale)),
             poll=ave.PollPolicy(timeout=None),
+            retries=ave.Retries(tag_submits=args.tag),
         ) as session:
             submitted = await asyncio.gather(
                 *(session.submit(request) for request in requests), return_exceptions=True
@@ -481,6 +482,8 @@ async def distinct_soak(args: argparse.Namespace) -> int:
         f"{UNAVAILABLE_RATE:.0%} get a 503 before, {POLL_FAILURE_RATE:.0%} of status polls fail;"
         f" mixed envelope; clock skew {args.clock_skew:g} s; seed {args.seeds[-1]}: no createdAt"
     )
+    if args.tag:
+        print("  Retries(tag_submits=True): a conversationUUID per source-video submit")
     rows = []
     for n, seed in enumerate(args.seeds):
         created_at = "missing" if n == len(args.seeds) - 1 else "exact"
@@ -506,6 +509,11 @@ async def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--clock-skew", type=float, default=0.0, help="distinct: the server clock's lead, s"
+    )
+    parser.add_argument(
+        "--tag",
+        action="store_true",
+        help="distinct: Retries(tag_submits=True), a conversationUUID per source-video submit",
     )
     args = parser.parse_args(argv)
     distinct = args.variant == "distinct"

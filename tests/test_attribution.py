@@ -31,14 +31,19 @@ def lost(  # noqa: PLR0917  (the tables read best positionally)
     ended: float | None = None,
     body: str = "",
     exclude=(),
+    tag: str | None = None,
 ):
-    return Attempt(key, seq, sent, ended, body or key, frozenset(exclude))
+    return Attempt(key, seq, sent, ended, body or key, frozenset(exclude), tag)
 
 
 def run(
-    run_id: str, created: float | None = None, seen: int | None = None, resolution: float = 0.001
+    run_id: str,
+    created: float | None = None,
+    seen: int | None = None,
+    resolution: float = 0.001,
+    tag: str | None = None,
 ):
-    return Listed(run_id, created, resolution if created is not None else 0.0, seen)
+    return Listed(run_id, created, resolution if created is not None else 0.0, seen, tag)
 
 
 ADOPT, NOTHING = "adopt", "nothing"
@@ -288,6 +293,59 @@ CASES += [
         {"a": ("ambiguous", ())},
         (),
         id="a full listing whose claimed runs are all newer: unknown",
+    ),
+]
+
+
+# Rule 4: conversationUUID tags. Two lost submits that flew together, no createdAt.
+CASES += [
+    pytest.param(
+        [lost("a", 5, tag="ta"), lost("b", 6, tag="tb")],
+        [run("Rb", tag="tb"), run("Ra", tag="ta")],
+        {},
+        {"a": (ADOPT, "Ra"), "b": (ADOPT, "Rb")},
+        (),
+        id="tagged runs go to the submits that sent their tags",
+    ),
+    pytest.param(
+        [lost("a", 5, tag="ta"), lost("b", 6, tag="tb")],
+        [run("R1"), run("R2")],
+        {},
+        {"a": ("ambiguous", ("R1", "R2")), "b": ("ambiguous", ("R1", "R2"))},
+        (),
+        id="a server that drops tags: as without them",
+    ),
+    pytest.param(
+        [lost("a", 5, tag="ta"), lost("b", 6, tag="tb")],
+        [run("R1", tag="server-made"), run("R2", tag="server-made-2")],
+        {},
+        {"a": ("ambiguous", ("R1", "R2")), "b": ("ambiguous", ("R1", "R2"))},
+        (),
+        id="tags no submit sent rule nothing out",
+    ),
+    pytest.param(
+        [lost("a", 5, tag="ta"), lost("b", 6)],
+        [run("R1", tag="ta"), run("R2")],
+        {},
+        {"a": (ADOPT, "R1"), "b": (ADOPT, "R2")},
+        (),
+        id="an untagged submit cannot own a run tagged by another",
+    ),
+    pytest.param(
+        [lost("a", 5, tag="conv"), lost("b", 6, tag="conv")],
+        [run("R1", tag="conv"), run("R2", tag="conv")],
+        {},
+        {"a": ("ambiguous", ("R1", "R2")), "b": ("ambiguous", ("R1", "R2"))},
+        (),
+        id="one conversation shared by both: as without tags",
+    ),
+    pytest.param(
+        [lost("a", 5, tag="ta")],
+        [run("R1", tag="tb")],
+        {"open_attempts": [lost("open", 6, tag="tb")]},
+        {"a": (NOTHING, None)},
+        (),
+        id="a run tagged by a submit still in flight is not a lost one's",
     ),
 ]
 

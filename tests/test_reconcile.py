@@ -63,6 +63,38 @@ async def test_two_lost_answers_are_told_apart_or_named_never_swapped(make_emula
     assert emu.duplicate_charges() == 0
 
 
+@pytest.mark.parametrize("created_at", ["exact", "missing"])
+async def test_tagged_submits_lost_together_each_get_their_own_run(make_emulator, created_at):
+    """With Retries(tag_submits=True) every source-video submit carries a conversationUUID of
+    its own; recover echoes it, so lost answers that flew together are told apart exactly,
+    with or without createdAt."""
+    emu = await make_emulator(latency=(0.0, 0.002), created_at=created_at)
+    retries = ave.Retries(tag_submits=True)
+    async with ave.Session(
+        emu.api_key, base_url=emu.base_url, time_scale=SCALE, retries=retries
+    ) as session:
+        await session.extend(MODEL, "warm-up", video_url=MP4_URL)
+        emu.faults.add(Fault("generate", "ambiguous", count=3))
+        prompts = [f"shot {n}" for n in range(8)]
+        jobs = await asyncio.gather(*(session.extend(MODEL, p, video_url=MP4_URL) for p in prompts))
+    assert prompts_of(emu, jobs) == prompts
+    assert sum(not e.delivered for e in emu.ledger) == 3
+    tags = [emu.created_by(job.run_id)["conversationUUID"] for job in jobs]  # type: ignore[index]
+    assert len(set(tags)) == len(prompts)
+    assert emu.duplicate_charges() == 0
+
+
+async def test_a_tag_of_the_callers_own_is_kept(make_emulator):
+    """tag_submits never replaces a conversationUUID the caller chose."""
+    emu = await make_emulator()
+    retries = ave.Retries(tag_submits=True)
+    async with ave.Session(
+        emu.api_key, base_url=emu.base_url, time_scale=SCALE, retries=retries
+    ) as session:
+        job = await session.extend(MODEL, "mine", video_url=MP4_URL, conversation_uuid="conv-1")
+    assert emu.created_by(job.run_id)["conversationUUID"] == "conv-1"  # type: ignore[index]
+
+
 async def test_ambiguous_candidates_can_be_attached_to(make_emulator):
     """The candidates of an AmbiguousSubmitError are jobs to follow: attach and await them."""
     emu = await make_emulator(created_at="missing")

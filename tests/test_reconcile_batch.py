@@ -129,6 +129,35 @@ async def test_an_ambiguous_line_names_followed_candidates_and_can_be_resolved(
     assert len(emu.ledger) == 2
 
 
+async def test_a_dead_workers_tagged_intents_are_matched_by_their_tags(
+    make_session, emu: Emulator, tmp_path
+):
+    """The same two lost intents as above, each request with a conversation_uuid of its own:
+    recover echoes the tags, so each line gets the run its own request created."""
+    requests = [
+        ave.SourceExtend(
+            MODEL,
+            f"prompt {n}",
+            video_url=f"https://example.com/{n}.mp4",
+            options={"conversation_uuid": f"conv-{n}"},
+        )
+        for n in (1, 2)
+    ]
+    with Journal(tmp_path / "j") as journal:
+        async with make_session() as dead:
+            await dead.recover(model=MODEL, limit=50)
+            for position, request in enumerate(requests):
+                intent(journal, request, position)
+            await asyncio.gather(*(dead.submit(r) for r in requests))  # both lost
+        async with make_session() as session:
+            outcomes = await collect(session, requests, journal=journal)
+    assert [o.status for o in outcomes] == ["completed", "completed"]
+    for request, outcome in zip(requests, outcomes, strict=True):
+        assert emu.created_by(outcome.run_id or "")["prompt"] == request.prompt  # type: ignore[index]
+    assert len(emu.ledger) == 2
+    assert emu.duplicate_charges() == 0
+
+
 async def test_journaled_submits_leave_together(session, emu: Emulator, tmp_path):
     """With a journal, a model's submits are not serialised: all are out before any answer."""
     emu.faults.add(Fault("generate", "slow", count=8, delay=0.05))
