@@ -110,6 +110,12 @@ async def library_soak(args: argparse.Namespace) -> dict[str, Any]:
         mismatched: list[str] = []
         errors: collections.Counter[str] = collections.Counter()
         gate = asyncio.Semaphore(args.in_flight)
+        reconciled = 0  # submits whose answer was lost: one RECONCILED event each
+
+        def count(event: ave.Event) -> None:
+            nonlocal reconciled
+            reconciled += event.kind is ave.EventKind.RECONCILED
+
         started = time.perf_counter()
         async with ave.Session(
             KEY,
@@ -117,6 +123,8 @@ async def library_soak(args: argparse.Namespace) -> dict[str, Any]:
             time_scale=args.scale,
             timeout=ave.Timeouts(total=args.slow / 2),
             poll=ave.PollPolicy(timeout=None),
+            retries=ave.Retries(tag_submits=args.tag),
+            on_event=count,
         ) as session:
 
             async def one(request: Any) -> None:
@@ -158,6 +166,7 @@ async def library_soak(args: argparse.Namespace) -> dict[str, Any]:
             "failed_as_decided": outcome["failed"] + outcome["cancelled"],
             "mismatched": mismatched,
             "ambiguous": outcome["ambiguous submit"],
+            "lost_answers": reconciled,
             "submit_failed": outcome["submit failed"],
             "errors": dict(errors),
             "limiter_429s": sum(stats.rate_limited.values()) - injected_429,
@@ -513,7 +522,7 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tag",
         action="store_true",
-        help="distinct: Retries(tag_submits=True), a conversationUUID per source-video submit",
+        help="Retries(tag_submits=True): a conversationUUID per source-video submit",
     )
     args = parser.parse_args(argv)
     distinct = args.variant == "distinct"
@@ -537,6 +546,7 @@ async def main(argv: list[str] | None = None) -> int:
         print(f"  jobs completed                 {lib['completed']}")
         print(f"  failed as the emulator decided {lib['failed_as_decided']}")
         print(f"  submits ambiguous (reported)   {lib['ambiguous']}")
+        print(f"  lost submit answers reconciled {lib['lost_answers']}")
         print(f"  submits failed, nothing charged {lib['submit_failed']} {lib['errors'] or ''}")
         print(f"  outcome differs from emulator  {len(lib['mismatched'])}")
         print(f"  faults injected                {sum(lib['faults'].values())} {lib['faults']}")
