@@ -21,6 +21,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -139,11 +140,20 @@ class _HeldElsewhere(Exception):  # noqa: N818  (a signal, not an error)
     """Another worker of a shared journal claimed the entry first: nothing was sent."""
 
 
-def _conversation(request: ExtendRequest | None) -> str | None:
-    if isinstance(request, SourceExtend):
-        tag = request.options.get("conversation_uuid")
+#: batch lines' conversationUUID tags (Retries.tag_submits) are uuid5 of their entry id in this
+_TAGS: Final = uuid.UUID("6f1c9a52-0d4e-4c59-9a51-3b7e2f0c8d11")
+
+
+def _conversation(entry: _Entry, tagging: bool) -> str | None:
+    """The conversationUUID the entry's submits carry: its request's own, or with tagging on,
+    one derived from the entry id (so that a rerun after a crash knows it)."""
+    request = entry.request
+    if not isinstance(request, SourceExtend):
+        return None
+    tag = request.options.get("conversation_uuid")
+    if tag is not None:
         return tag if isinstance(tag, str) else None
-    return None
+    return str(uuid.uuid5(_TAGS, entry.entry_id)) if tagging else None
 
 
 def _excluded(request: ExtendRequest | None) -> frozenset[str]:
@@ -452,6 +462,7 @@ class _Runner:
         )
         server = self.session._server_offset()
         skew = self.session._retries.reconcile_skew
+        tagging = self.session._retries.tag_submits
         lost = [
             Attempt(
                 entry.entry_id,
@@ -460,7 +471,7 @@ class _Runner:
                 None,  # its worker is gone: when the answer was lost is unknown
                 record.request_key,
                 _excluded(entry.request),
-                _conversation(entry.request),
+                _conversation(entry, tagging),
             )
             for entry, record in items
         ]
@@ -480,7 +491,7 @@ class _Runner:
                 r.entry_id,
                 r.intent_seq,
                 r.intent_at or None,
-                conversation=_conversation(by_id[r.entry_id].request) if tagged else None,
+                conversation=_conversation(by_id[r.entry_id], tagging) if tagged else None,
             )
             for r in rival_records
         ]
@@ -632,7 +643,12 @@ class _Runner:
         reserve = self.estimates.get(request.model, 0.0)
         self.reserved += reserve
         self.submitting[request.route].add(entry)
-        submitting = asyncio.ensure_future(self.session._submit_with(request, before_send))
+        sending = request
+        tag = _conversation(entry, self.session._retries.tag_submits)
+        if tag is not None and isinstance(request, SourceExtend):
+            # The line's own tag, not a fresh one the session would pick: a rerun knows it.
+            sending = attrs.evolve(request, options={**request.options, "conversation_uuid": tag})
+        submitting = asyncio.ensure_future(self.session._submit_with(sending, before_send))
         try:
             try:
                 job = await asyncio.shield(submitting)

@@ -7,11 +7,14 @@ import asyncio
 import json
 import sqlite3
 import sys
+import uuid
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import pytest
 
 import aiovideoextend as ave
+import aiovideoextend.batch as batch_module
 from aiovideoextend._resolve import resolve_line
 from aiovideoextend._results import result_record
 from aiovideoextend.batch import BatchOutcome, Journal, run_batch
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
     from aiovideoextend.testing import Emulator
 
 MODEL = "veo3-1-extend"
+MP4 = "https://example.com/own.mp4"
 
 
 def source(n: int) -> ave.SourceExtend:
@@ -156,6 +160,47 @@ async def test_a_dead_workers_tagged_intents_are_matched_by_their_tags(
         assert emu.created_by(outcome.run_id or "")["prompt"] == request.prompt  # type: ignore[index]
     assert len(emu.ledger) == 2
     assert emu.duplicate_charges() == 0
+
+
+async def test_with_tag_submits_a_dead_workers_lines_are_matched_by_derived_tags(
+    make_session, emu: Emulator, tmp_path
+):
+    """Retries(tag_submits=True): a batch line's submits carry a tag derived from its entry id,
+    so a rerun after a crash knows the tag of every lost intent and matches runs exactly,
+    although both answers were lost in one burst with no createdAt to tell them apart."""
+    emu.created_at = "missing"
+    requests = [source(1), source(2)]
+    tagging = ave.Retries(tag_submits=True)
+    with Journal(tmp_path / "j") as journal:
+        async with make_session() as dead:
+            await dead.recover(model=MODEL, limit=50)
+            sent = []
+            for position, request in enumerate(requests):
+                entry_id = intent(journal, request, position)
+                tag = str(uuid.uuid5(batch_module._TAGS, entry_id))
+                sent.append(attrs.evolve(request, options={"conversation_uuid": tag}))
+            await asyncio.gather(*(dead.submit(r) for r in sent))  # both lost
+        async with make_session(retries=tagging) as session:
+            outcomes = await collect(session, requests, journal=journal)
+    assert [o.status for o in outcomes] == ["completed", "completed"]
+    for request, outcome in zip(requests, outcomes, strict=True):
+        assert emu.created_by(outcome.run_id or "")["prompt"] == request.prompt  # type: ignore[index]
+    assert len(emu.ledger) == 2
+
+
+async def test_with_tag_submits_a_batch_line_sends_its_derived_tag(
+    make_session, emu: Emulator, tmp_path
+):
+    """The tag a line's submit carries is the one a rerun derives; a line's own
+    conversation_uuid is kept."""
+    own = ave.SourceExtend(
+        MODEL, "own tag", video_url=MP4, options={"conversation_uuid": "conv-own"}
+    )
+    requests = [source(1), own]
+    async with make_session(retries=ave.Retries(tag_submits=True)) as session:
+        outcomes = await collect(session, requests, journal=tmp_path / "j")
+    tags = [emu.created_by(o.run_id or "")["conversationUUID"] for o in outcomes]  # type: ignore[index]
+    assert tags == [str(uuid.uuid5(batch_module._TAGS, f"{requests[0].key}:0")), "conv-own"]
 
 
 async def test_journaled_submits_leave_together(session, emu: Emulator, tmp_path):
