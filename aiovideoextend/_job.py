@@ -271,7 +271,7 @@ class Job:
         return attrs.evolve(
             update,
             estimated_progress=round(progress, 1),
-            estimated_remaining=remaining * self._session.time_scale,
+            estimated_remaining=round(remaining * self._session.time_scale, 1),
         )
 
     def _finish(self, update: StatusUpdate) -> None:
