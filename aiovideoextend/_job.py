@@ -238,7 +238,8 @@ class Job:
             update = _replace_status(update, self._status)
         if update.model and not self.model:
             self.model = update.model
-        update = self._estimated(update)
+        if self._born is not None or update.status is JobStatus.COMPLETED:
+            update = self._estimated(update)
         previous = self.last_update
         self.last_update = update
         self._polled = True
@@ -260,9 +261,10 @@ class Job:
 
     def _estimated(self, update: StatusUpdate) -> StatusUpdate:
         """``update`` with the estimated progress and time remaining filled in, when known."""
-        if update.status is JobStatus.COMPLETED:
+        status = update.status
+        if status is JobStatus.COMPLETED:
             return attrs.evolve(update, estimated_progress=100.0, estimated_remaining=0.0)
-        if update.status.is_terminal:
+        if status is not JobStatus.PROCESSING and status is not JobStatus.PENDING:
             return update
         estimate = self._session._scheduler.estimate(self, asyncio.get_running_loop().time())
         if estimate is None:

@@ -192,6 +192,8 @@ class SlidingWindow:
             timer[1].cancel()
             self._timer = None
         waiters = self._waiters
+        if not waiters:
+            return
         now = loop.time()
         while waiters:
             waiter = waiters[0]
