@@ -205,15 +205,15 @@ class SlidingWindow:
             if at > now:
                 if at == float("inf"):
                     return
-                if owner is loop:
-                    self._timer = (loop, loop.call_at(at, self._wake))
-                else:
-                    # Its loop sets the timer itself (a timer is not thread-safe to set).
+                if owner is not loop:
+                    # Its loop sets a timer of its own (a timer is not thread-safe to set)...
                     try:
                         owner.call_soon_threadsafe(self._wake)
                     except RuntimeError:  # closed since we looked
                         waiters.popleft()
                         continue
+                # ...and ours stands in should that loop be closed without cancelling its tasks.
+                self._timer = (loop, loop.call_at(at, self._wake))
                 return
             waiters.popleft()
             if owner is loop:
