@@ -372,8 +372,9 @@ class Session:
           :attr:`interrupted_jobs` (await it to resume), and a cancellation's
           ``CancelledError`` carries a note naming the run id;
         - a cancellation while the submit is on the wire lets the submit finish in the
-          background (its run lands in :attr:`interrupted_jobs`); one still queued in the rate
-          limiter is dropped, nothing having been sent.
+          background (its run, or an :class:`AmbiguousSubmitError`'s candidates, land in
+          :attr:`interrupted_jobs`); one still queued in the rate limiter is dropped, nothing
+          having been sent.
         """
         on_wire = False
 
@@ -470,6 +471,10 @@ class Session:
         error = submit.exception()
         if error is not None:
             log.warning("a submit left running after a cancel failed: %s", error)
+            if isinstance(error, AmbiguousSubmitError) and self._state is _State.OPENED:
+                # Each candidate was paid for by someone: keep them all in reach.
+                for job in self.candidate_jobs(error):
+                    self._interrupted[job.run_id] = job
             return
         job = submit.result()
         self._interrupted[job.run_id] = job
