@@ -11,7 +11,13 @@ from . import exceptions
 from ._config import Budget, Limits, PollPolicy, Retries, Timeouts
 from ._job import USE_POLICY_DEFAULT, Job
 from ._limiter import RateLimiter, SlidingWindow
-from ._requests import EXTEND_MODELS, MIDJOURNEY_MODEL, MidjourneyExtend, SourceExtend
+from ._requests import (
+    EXTEND_MODELS,
+    MIDJOURNEY_MODEL,
+    ExtendOptions,
+    MidjourneyExtend,
+    SourceExtend,
+)
 from ._session import DEFAULT_BASE_URL, LONGEST_RATE_LIMIT_WAIT, Session
 from .exceptions import (
     AmbiguousSubmitError,
@@ -68,6 +74,7 @@ __all__ = [
     "DownloadError",
     "Event",
     "EventKind",
+    "ExtendOptions",
     "InsufficientBalanceError",
     "InvalidRequestError",
     "Job",

@@ -184,9 +184,18 @@ class Job:
             self._listeners.remove(queue)
 
     async def refresh(self) -> StatusUpdate:
-        """Poll once now (through the rate limiter) and return what the server said."""
+        """Poll once now (through the rate limiter) and return what the server said (with
+        this session's estimates, see :attr:`StatusUpdate.estimated_progress`)."""
         update, known = await self._session._fetch_status(self.run_id)
+        ended = self.done()
         self._apply(update, known=known)
+        latest = self.last_update
+        if not ended and latest is not None and latest.estimated_progress is not None:
+            update = attrs.evolve(
+                update,
+                estimated_progress=latest.estimated_progress,
+                estimated_remaining=latest.estimated_remaining,
+            )
         return update
 
     async def download(
@@ -229,6 +238,8 @@ class Job:
             update = _replace_status(update, self._status)
         if update.model and not self.model:
             self.model = update.model
+        if self._born is not None or update.status is JobStatus.COMPLETED:
+            update = self._estimated(update)
         previous = self.last_update
         self.last_update = update
         self._polled = True
@@ -236,6 +247,7 @@ class Job:
             previous is None
             or previous.status is not update.status
             or previous.progress != update.progress
+            or previous.estimated_progress != update.estimated_progress
         )
         if update.status is not self._status:
             log.debug("job %s: %s -> %s", self.run_id, self._status.value, update.status.value)
@@ -246,6 +258,23 @@ class Job:
         if changed:
             for queue in self._listeners:
                 queue.put_nowait(update)
+
+    def _estimated(self, update: StatusUpdate) -> StatusUpdate:
+        """``update`` with the estimated progress and time remaining filled in, when known."""
+        status = update.status
+        if status is JobStatus.COMPLETED:
+            return attrs.evolve(update, estimated_progress=100.0, estimated_remaining=0.0)
+        if status is not JobStatus.PROCESSING and status is not JobStatus.PENDING:
+            return update
+        estimate = self._session._scheduler.estimate(self, asyncio.get_running_loop().time())
+        if estimate is None:
+            return update
+        progress, remaining = estimate
+        return attrs.evolve(
+            update,
+            estimated_progress=round(progress, 1),
+            estimated_remaining=round(remaining * self._session.time_scale, 1),
+        )
 
     def _finish(self, update: StatusUpdate) -> None:
         run_id = self.run_id

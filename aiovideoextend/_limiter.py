@@ -15,6 +15,8 @@ whatever the network jitter, and still lets ``count`` requests leave at once.
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -30,15 +32,39 @@ __all__ = ["RateLimiter", "SlidingWindow", "shared_limiter"]
 WaitHook = Callable[[str, float], None]
 
 
+class _Waiter:
+    """One queued :meth:`SlidingWindow.acquire`: its future, the loop it waits on, its fate."""
+
+    __slots__ = ("fut", "gone", "granted", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
+        self.loop: Final = loop
+        self.fut: Final = fut
+        #: a slot was counted for it (its future is resolved, or about to be on its loop)
+        self.granted = False
+        #: it stopped waiting (cancelled): skip it
+        self.gone = False
+
+
+def _grant(fut: asyncio.Future[None]) -> None:
+    # Runs on the waiter's own loop. A future cancelled meanwhile hands its slot on (acquire).
+    if not fut.done():
+        fut.set_result(None)
+
+
 class SlidingWindow:
     """At most ``count`` requests in any window of ``period`` seconds, as the server sees them.
 
-    FIFO-fair: waiters get slots in the order they asked. The loop is bound on first use.
+    FIFO-fair: waiters get slots in the order they asked. Thread-safe: tasks of several event
+    loops (threads, or one ``asyncio.run`` after another) may share one window, provided their
+    loops share a clock (asyncio's loops all count ``time.monotonic()``); each waiter is woken
+    on its own loop.
     """
 
     __slots__ = (
         "_ends",
         "_in_flight",
+        "_lock",
         "_paused_until",
         "_timer",
         "_waiters",
@@ -57,8 +83,10 @@ class SlidingWindow:
         self._ends: deque[float] = deque()
         self._in_flight = 0
         self._paused_until = 0.0
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._timer: asyncio.TimerHandle | None = None
+        self._waiters: deque[_Waiter] = deque()
+        #: the wake-up timer and the loop it is set on
+        self._timer: tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle] | None = None
+        self._lock: Final = threading.Lock()
 
     def __repr__(self) -> str:
         return (
@@ -80,72 +108,126 @@ class SlidingWindow:
         )
         return max(at, self._paused_until)
 
+    def idle(self, now: float) -> bool:
+        """Nothing in flight, queued, paused or counting any more: forgetting it loses nothing."""
+        with self._lock:
+            return (
+                not self._in_flight
+                and not self._waiters
+                and self._paused_until <= now
+                and self._ready_at(now) <= now
+                and not self._ends
+            )
+
     def delay(self) -> float:
         """Seconds until a slot is free (0 when one is free now)."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        if self._waiters:
-            # Others are queued ahead; the caller will not get the next slot.
-            return max(self._ready_at(now) - now, 1e-9)
-        return max(self._ready_at(now) - now, 0.0)
+        now = asyncio.get_running_loop().time()
+        with self._lock:
+            if self._waiters:
+                # Others are queued ahead; the caller will not get the next slot.
+                return max(self._ready_at(now) - now, 1e-9)
+            return max(self._ready_at(now) - now, 0.0)
 
     async def acquire(self, on_wait: WaitHook | None = None) -> None:
         """Take a slot; pair it with exactly one :meth:`release` (or :meth:`cancel`)."""
         loop = asyncio.get_running_loop()
         now = loop.time()
-        if not self._waiters and self._ready_at(now) <= now:
-            self._in_flight += 1
-            return
-        fut: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(fut)
+        with self._lock:
+            if not self._waiters and self._ready_at(now) <= now:
+                self._in_flight += 1
+                return
+            waiter = _Waiter(loop, loop.create_future())
+            self._waiters.append(waiter)
+            wait = max(self._ready_at(now) - now, 0.0)
+            self._wake_locked(loop)
         if on_wait is not None:
-            on_wait(self.name, max(self._ready_at(now) - now, 0.0))
-        self._wake()
+            on_wait(self.name, wait)
         try:
-            await fut
+            await waiter.fut
         except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
-                # The slot was granted as we were cancelled: hand it on.
-                self.cancel()
-            else:
-                self._wake()
+            with self._lock:
+                waiter.gone = True
+                if waiter.granted:
+                    # The slot was granted as we were cancelled: hand it on.
+                    self._in_flight -= 1
+                self._wake_locked(loop)
             raise
 
     def release(self, end: float | None = None) -> None:
         """The request's response is back (or it failed): it counts until ``end + window``."""
-        self._in_flight -= 1
-        self._ends.append(asyncio.get_running_loop().time() if end is None else end)
-        self._wake()
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            self._in_flight -= 1
+            self._ends.append(loop.time() if end is None else end)
+            self._wake_locked(loop)
 
     def cancel(self) -> None:
         """Give a slot back whose request was never sent."""
-        self._in_flight -= 1
-        self._wake()
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            self._in_flight -= 1
+            self._wake_locked(loop)
 
     def pause(self, seconds: float) -> None:
         """After a 429: send nothing on this budget for ``seconds``."""
-        until = asyncio.get_running_loop().time() + seconds
-        self._paused_until = max(self._paused_until, until)
-        self._wake()
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            self._paused_until = max(self._paused_until, loop.time() + seconds)
+            self._wake_locked(loop)
 
     def _wake(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        """Timer callback (on some waiter's loop): serve whoever is due."""
+        with self._lock:
+            self._wake_locked(asyncio.get_running_loop())
+
+    def _wake_locked(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Grant every slot that is free, in order; set a timer for the first that is not.
+
+        ``loop`` is the running loop; waiters of other loops are woken through
+        ``call_soon_threadsafe``. A timer left on another loop is not touched (its handle is not
+        thread-safe): when it fires it finds nothing to do, or serves whoever is due then.
+        """
+        timer = self._timer
+        if timer is not None and timer[0] is loop:
+            timer[1].cancel()
             self._timer = None
         waiters = self._waiters
-        loop = asyncio.get_running_loop()
+        if not waiters:
+            return
         now = loop.time()
         while waiters:
-            if waiters[0].done():  # cancelled while waiting
+            waiter = waiters[0]
+            owner = waiter.loop
+            if waiter.gone or owner.is_closed():
                 waiters.popleft()
                 continue
             at = self._ready_at(now)
             if at > now:
-                if at != float("inf"):
-                    self._timer = loop.call_at(at, self._wake)
+                if at == float("inf"):
+                    return
+                if owner is not loop:
+                    # Its loop sets a timer of its own (a timer is not thread-safe to set)...
+                    try:
+                        owner.call_soon_threadsafe(self._wake)
+                    except RuntimeError:  # closed since we looked
+                        waiters.popleft()
+                        continue
+                # ...and ours stands in should that loop be closed without cancelling its tasks.
+                self._timer = (loop, loop.call_at(at, self._wake))
                 return
+            waiters.popleft()
+            if owner is loop:
+                if waiter.fut.done():  # cancelled, its task not yet resumed
+                    waiter.gone = True
+                    continue
+                waiter.fut.set_result(None)
+            else:
+                try:
+                    owner.call_soon_threadsafe(_grant, waiter.fut)
+                except RuntimeError:  # the loop closed since we looked
+                    continue
+            waiter.granted = True
             self._in_flight += 1
-            waiters.popleft().set_result(None)
 
 
 @attrs.define
@@ -171,19 +253,44 @@ class RateLimiter:
     def budget(self, name: str) -> SlidingWindow:
         return self.budgets[name]
 
+    def idle(self, now: float) -> bool:
+        """No budget holds anything any more (see :meth:`SlidingWindow.idle`)."""
+        return all(window.idle(now) for window in self.budgets.values())
 
-# One limiter per event loop, base URL and limits: NanoGPT limits per IP, so every Session of a
-# process talking to the same server shares one budget.
-_REGISTRY: weakref.WeakKeyDictionary[
+
+# NanoGPT limits per IP, so every Session of a process talking to the same server shares one
+# budget, whichever event loop or thread it runs on. Loops whose clock is not asyncio's monotonic
+# one (a fake test clock such as looptime's) cannot share its timestamps: they get one per loop.
+_SHARED: dict[tuple[str, Limits], RateLimiter] = {}
+_PER_LOOP: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, dict[tuple[str, Limits], RateLimiter]
 ] = weakref.WeakKeyDictionary()
+_REGISTRY_LOCK: Final = threading.Lock()
+#: a loop whose clock is within this many seconds of ``time.monotonic()`` counts on it
+_SAME_CLOCK: Final = 0.25
+
+
+def shares_process_clock(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop`` counts time on ``time.monotonic()``, like every asyncio loop does."""
+    return abs(loop.time() - time.monotonic()) < _SAME_CLOCK
 
 
 def shared_limiter(base_url: str, limits: Limits) -> RateLimiter:
-    """The process-wide limiter for ``base_url`` (created on first use, per event loop)."""
-    per_loop = _REGISTRY.setdefault(asyncio.get_running_loop(), {})
+    """The process-wide limiter for ``base_url`` and ``limits`` (created on first use).
+
+    One for the whole process, across threads and successive event loops; a loop with a clock
+    of its own (a fake test clock) gets one of its own.
+    """
+    loop = asyncio.get_running_loop()
     key = (base_url, limits)
-    limiter = per_loop.get(key)
-    if limiter is None:
-        limiter = per_loop[key] = RateLimiter(limits)
-    return limiter
+    with _REGISTRY_LOCK:
+        registry = _SHARED if shares_process_clock(loop) else _PER_LOOP.setdefault(loop, {})
+        limiter = registry.get(key)
+        if limiter is None:
+            if registry is _SHARED:
+                # Forget the limiters with nothing left to remember (bounded by busy servers).
+                now = loop.time()
+                for stale in [k for k, v in registry.items() if v.idle(now)]:
+                    del registry[stale]
+            limiter = registry[key] = RateLimiter(limits)
+        return limiter

@@ -68,6 +68,11 @@ class _Durations:
         m = bisect.bisect_right(self.births, now - q)
         return q * m / (m + 1)
 
+    def typical(self) -> float | None:
+        """The median duration of the ended jobs (None: none ended yet)."""
+        samples = self.samples
+        return samples[len(samples) // 2] if samples else None
+
 
 class PollScheduler:
     def __init__(self, session: Session) -> None:
@@ -122,6 +127,18 @@ class PollScheduler:
         durations = self._durations.get(job.model)
         floor = None if durations is None else durations.floor(now)
         return None if floor is None else born + floor
+
+    def estimate(self, job: Job, now: float) -> tuple[float, float] | None:
+        """(percent complete, seconds remaining) of ``job``, estimated from the median duration
+        of this session's ended jobs of its model; None when nothing is learned or its age is
+        unknown. Capped at 99 % while running: the server has not said it is done."""
+        born = job._born
+        durations = self._durations.get(job.model)
+        typical = None if born is None or durations is None else durations.typical()
+        if born is None or typical is None or typical <= 0:
+            return None
+        elapsed = now - born
+        return min(99.0, max(0.0, 100.0 * elapsed / typical)), max(0.0, typical - elapsed)
 
     def _learn(self, job: Job, now: float) -> None:
         """A poll found ``job`` ended: it did so between the previous poll and this one."""

@@ -17,7 +17,7 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, TypedDict
 
 import attrs
 
@@ -30,6 +30,7 @@ __all__ = [
     "MAX_SOURCE_SECONDS",
     "MIDJOURNEY_MODEL",
     "OPTION_FIELDS",
+    "ExtendOptions",
     "MidjourneyExtend",
     "SourceExtend",
 ]
@@ -61,6 +62,26 @@ OPTION_FIELDS: Final[Mapping[str, tuple[str, tuple[type, ...]]]] = {
     "generate_audio": ("generateAudio", (bool,)),
     "mode": ("mode", (str,)),
 }
+
+
+class ExtendOptions(TypedDict, total=False):
+    """The documented optional fields of a source-video extend, by their Python names.
+
+    ``session.extend(model, prompt, video_url=..., **options)`` takes these as keyword
+    arguments, so a type checker rejects a misspelt one (``duraton=5``) or a wrong type; at run
+    time an unknown option still raises :class:`InvalidRequestError`. None means "not sent".
+    """
+
+    duration: str | int | None
+    resolution: str | None
+    seed: int | None
+    negative_prompt: str | None
+    aspect_ratio: str | None
+    conversation_uuid: str | None
+    generate_audio: bool | None
+    mode: str | None
+
+
 _SOURCE_FIELDS: Final = {
     "video_url": "videoUrl",
     "video_file": "videoDataUrl",

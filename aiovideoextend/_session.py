@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar
+from typing import Any, Final, Self, TypeVar, Unpack
 
 import aiohttp
 from yarl import URL
@@ -22,16 +22,17 @@ from yarl import URL
 from ._config import Limits, PollPolicy, Retries, Timeouts
 from ._converter import parse_error, parse_recover, parse_status, parse_submission
 from ._http import Response, Transport, UnsentError, is_loopback
-from ._job import Job
+from ._job import USE_POLICY_DEFAULT, Job, _Default
 from ._limiter import shared_limiter
 from ._limiter_api import Limiter
 from ._poll import PollScheduler
 from ._reconcile import LostSubmit, NotNow, SubmitGuard, Ticket
-from ._requests import MidjourneyExtend, SourceExtend
+from ._requests import ExtendOptions, MidjourneyExtend, SourceExtend
 from .exceptions import (
     AmbiguousSubmitError,
     APIError,
     InvalidRequestError,
+    JobTimeoutError,
     RateLimitError,
     ResponseDecodeError,
     ServerError,
@@ -56,6 +57,13 @@ _ROUTES: Final = {
 }
 _T = TypeVar("_T")
 EventHook = Callable[[Event], None]
+
+
+def _interrupted_note(run_id: str) -> str:
+    return (
+        f"aiovideoextend: run {run_id} goes on on the server (paid); resume with "
+        f"session.job({run_id!r}) or from session.interrupted_jobs"
+    )
 
 
 class _State(enum.Enum):
@@ -156,6 +164,10 @@ class Session:
         self._transport: Transport | None = None
         self._scheduler = PollScheduler(self)
         self._jobs: weakref.WeakValueDictionary[str, Job] = weakref.WeakValueDictionary()
+        # Runs whose one-call wait (run(), extend_and_wait()) was cancelled or timed out: held
+        # here so that they stay reachable (interrupted_jobs), and submits left on the wire.
+        self._interrupted: dict[str, Job] = {}
+        self._background: set[asyncio.Task[Job]] = set()
         self._claimed: set[str] = set()
         self._guard = SubmitGuard(
             self._recover_for,
@@ -246,6 +258,9 @@ class Session:
         was_open = self._state is _State.OPENED
         self._state = _State.CLOSED
         if was_open:
+            for task in self._background:
+                task.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)
             await self._scheduler.aclose()
             await self._guard.aclose()
             for job in list(self._jobs.values()):
@@ -306,12 +321,13 @@ class Session:
         video_data_url: str | None = None,
         video_attachment_id: str | None = None,
         video: str | None = None,
-        **options: Any,
+        **options: Unpack[ExtendOptions],
     ) -> Job:
         """Extend a source video with an extend model (exactly one source).
 
-        ``options`` are the documented optional fields: duration, resolution, seed,
-        negative_prompt, aspect_ratio, conversation_uuid, generate_audio, mode.
+        ``options`` are the documented optional fields (:class:`ExtendOptions`): duration,
+        resolution, seed, negative_prompt, aspect_ratio, conversation_uuid, generate_audio,
+        mode. They are typed: a type checker rejects a misspelt one.
         """
         return await self.submit(
             SourceExtend(
@@ -337,6 +353,133 @@ class Session:
             self._claimed.add(run_id)
             self._guard.saw((run_id,))
         return job
+
+    # --- one call: submit and wait -----------------------------------------------------------
+
+    async def run(
+        self,
+        request: MidjourneyExtend | SourceExtend,
+        *,
+        timeout: float | _Default | None = USE_POLICY_DEFAULT,
+    ) -> VideoResult:
+        """Submit ``request``, wait for its run to end and return the video (or raise).
+
+        :meth:`submit` then :meth:`Job.result`, in one call; ``timeout`` is the wait's, as in
+        :meth:`Job.result`. Nothing paid is lost when the wait stops early:
+
+        - :class:`JobTimeoutError`, :class:`JobFailedError`, :class:`JobCancelledError` carry
+          the ``run_id``;
+        - on a timeout or a cancellation of the caller, the :class:`Job` is kept in
+          :attr:`interrupted_jobs` (await it to resume), and a cancellation's
+          ``CancelledError`` carries a note naming the run id;
+        - a cancellation while the submit is on the wire lets the submit finish in the
+          background (its run, or an :class:`AmbiguousSubmitError`'s candidates, land in
+          :attr:`interrupted_jobs`); one still queued in the rate limiter is dropped, nothing
+          having been sent.
+        """
+        on_wire = False
+
+        async def leaving() -> None:
+            nonlocal on_wire
+            on_wire = True
+
+        submit = asyncio.ensure_future(self._submit_with(request, leaving))
+        try:
+            job = await asyncio.shield(submit)
+        except asyncio.CancelledError as exc:
+            self._after_cancelled_submit(submit, on_wire=on_wire, error=exc)
+            raise
+        try:
+            return await job.result(timeout)
+        except JobTimeoutError:
+            self._interrupted[job.run_id] = job
+            raise
+        except asyncio.CancelledError as exc:
+            self._interrupted[job.run_id] = job
+            exc.add_note(_interrupted_note(job.run_id))
+            log.warning("wait for %s cancelled; the run goes on", job.run_id)
+            raise
+
+    async def extend_and_wait(
+        self,
+        model: str,
+        prompt: str,
+        *,
+        video_url: str | None = None,
+        video_file: str | os.PathLike[str] | None = None,
+        video_data_url: str | None = None,
+        video_attachment_id: str | None = None,
+        video: str | None = None,
+        timeout: float | _Default | None = USE_POLICY_DEFAULT,
+        **options: Unpack[ExtendOptions],
+    ) -> VideoResult:
+        """:meth:`extend`, then wait for the video: one call (see :meth:`run`)."""
+        request = SourceExtend(
+            model,
+            prompt,
+            video_url=video_url,
+            video_file=video_file,
+            video_data_url=video_data_url,
+            video_attachment_id=video_attachment_id,
+            video=video,
+            options=options,
+        )
+        return await self.run(request, timeout=timeout)
+
+    async def extend_midjourney_and_wait(
+        self,
+        run_id: str,
+        index: int = 0,
+        *,
+        timeout: float | _Default | None = USE_POLICY_DEFAULT,
+    ) -> VideoResult:
+        """:meth:`extend_midjourney`, then wait for the video: one call (see :meth:`run`)."""
+        return await self.run(MidjourneyExtend(run_id, index), timeout=timeout)
+
+    @property
+    def interrupted_jobs(self) -> tuple[Job, ...]:
+        """Unfinished runs whose :meth:`run` / ``*_and_wait`` call timed out or was cancelled.
+
+        Each was paid for and goes on running on the server: ``await job`` resumes the wait.
+        """
+        return tuple(job for job in self._interrupted.values() if not job.done())
+
+    def _after_cancelled_submit(
+        self, submit: asyncio.Task[Job], *, on_wire: bool, error: asyncio.CancelledError
+    ) -> None:
+        """The caller of :meth:`run` was cancelled while its submit was under way."""
+        if submit.done():
+            if not submit.cancelled() and submit.exception() is None:
+                job = submit.result()
+                self._interrupted[job.run_id] = job
+                error.add_note(_interrupted_note(job.run_id))
+            return
+        if not on_wire:
+            submit.cancel()  # still queued: nothing was sent, nothing is paid
+            return
+        # On the wire: cancelling now would leave the outcome unknown. Let it end.
+        error.add_note(
+            "aiovideoextend: the submit was on the wire; its run, if created, will be listed "
+            "in session.interrupted_jobs"
+        )
+        self._background.add(submit)
+        submit.add_done_callback(self._background_submit_done)
+
+    def _background_submit_done(self, submit: asyncio.Task[Job]) -> None:
+        self._background.discard(submit)
+        if submit.cancelled():
+            return
+        error = submit.exception()
+        if error is not None:
+            log.warning("a submit left running after a cancel failed: %s", error)
+            if isinstance(error, AmbiguousSubmitError) and self._state is _State.OPENED:
+                # Each candidate was paid for by someone: keep them all in reach.
+                for job in self.candidate_jobs(error):
+                    self._interrupted[job.run_id] = job
+            return
+        job = submit.result()
+        self._interrupted[job.run_id] = job
+        log.warning("submit finished after its caller was cancelled: %s", job.run_id)
 
     async def submit(self, request: MidjourneyExtend | SourceExtend) -> Job:
         """Send a validated request; return its :class:`Job`.

@@ -74,6 +74,13 @@ class StatusUpdate:
     model: str | None = None
     created_at: str | None = None
     completed_at: str | None = None
+    #: ESTIMATED percent complete (0-100), from how long this session's finished jobs of the
+    #: same model took: not the server's word. None until one of them ended (or for a job
+    #: attached by run id, whose age is unknown); 100 once completed.
+    estimated_progress: float | None = None
+    #: ESTIMATED seconds remaining (in the server's seconds, like ``eta``), from the same
+    #: learned durations; 0 past the typical duration; None when unknown.
+    estimated_remaining: float | None = None
 
 
 @attrs.frozen

@@ -91,6 +91,29 @@ async def explicit_requests(session: ave.Session) -> None:
     print(key, job.done(), job2.done())
 
 
+async def one_call(session: ave.Session) -> list[str]:
+    result: ave.VideoResult = await session.extend_and_wait(
+        "veo3-1-extend", "go on", video_url="https://cdn.example.com/clip.mp4", duration=5
+    )
+    other = await session.extend_midjourney_and_wait("vid_m1abc123def456", 1, timeout=None)
+    third = await session.run(ave.MidjourneyExtend("vid_1"), timeout=ave.USE_POLICY_DEFAULT)
+    options: ave.ExtendOptions = {"seed": 3, "generate_audio": False}
+    job = await session.extend("veo3-1-extend", "p", video_url="https://e.com/a.mp4", **options)
+    async for update in job.updates():
+        estimated: float | None = update.estimated_progress
+        left: float | None = update.estimated_remaining
+        print(estimated, left)
+    interrupted: tuple[ave.Job, ...] = session.interrupted_jobs
+    return [result.run_id, other.run_id, third.run_id, *(j.run_id for j in interrupted)]
+
+
+async def typed_options_reject_typos(session: ave.Session) -> None:
+    # Each line must be an error: mypy --strict reports an unused "type: ignore" otherwise.
+    await session.extend("veo3-1-extend", "p", video_url="https://e.com/a.mp4", duraton=5)  # type: ignore[call-arg]
+    await session.extend("veo3-1-extend", "p", video_url="https://e.com/a.mp4", seed="1")  # type: ignore[arg-type]
+    await session.extend_and_wait("veo3-1-extend", "p", video_url="https://e.com/a.mp4", promt="x")  # type: ignore[call-arg]
+
+
 async def errors(session: ave.Session) -> None:
     try:
         await extend_one(session)
@@ -152,5 +175,7 @@ async def main() -> None:
         await attach_and_recover(session)
         await explicit_requests(session)
         await errors(session)
+        await one_call(session)
+        await typed_options_reject_typos(session)
         session.remove_event_hook(on_event)
     await session.aclose()
