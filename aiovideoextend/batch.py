@@ -92,6 +92,8 @@ class _Entry:
     error: str | None
     entry_id: str = ""
     holds_slot: bool = False
+    #: the budget its submit was last reported waiting for (None: not waiting)
+    waiting_on: str | None = None
 
 
 def _items(requests: Iterable[Any]) -> list[_Entry]:
@@ -233,6 +235,8 @@ class _Runner:
         detail: str | None = None,
         balance: float | None = None,
     ) -> None:
+        if state != "waiting":
+            entry.waiting_on = None
         if self.on_update is not None:
             try:
                 update = BatchUpdate(entry.index, entry.line, state, run_id, detail, balance)
@@ -274,14 +278,23 @@ class _Runner:
             status = event.status.value if event.status is not None else "unknown"
             if event.status is None or not event.status.is_terminal:
                 self._update(self.by_run[event.run_id], status, event.run_id)
-        elif event.kind is EventKind.WAITING_FOR_RATE_LIMIT and event.run_id is None:
-            if event.budget == "overall":
-                waiting = [e for route in self.submitting.values() for e in route]
-            else:
-                waiting = list(self.submitting.get(event.budget or "", ()))
-            for entry in waiting:
-                detail = f"{event.budget} budget, {event.delay or 0:.1f}s"
-                self._update(entry, "waiting", detail=detail)
+        elif (
+            event.kind is EventKind.WAITING_FOR_RATE_LIMIT
+            and event.run_id is None
+            and self.on_update is not None
+        ):
+            # Each waiting submit is reported once per budget, not once per waiter of it: a
+            # poll waits for the overall budget many times a second, and a burst holds hundreds
+            # of submits (reporting each to each would stall the loop for milliseconds).
+            budget = event.budget or ""
+            overall = budget == "overall"
+            routes = self.submitting.values() if overall else (self.submitting.get(budget, ()),)
+            detail = f"{budget} budget, {event.delay or 0:.1f}s"
+            for route in routes:
+                for entry in route:
+                    if entry.waiting_on is None or (not overall and entry.waiting_on != budget):
+                        self._update(entry, "waiting", detail=detail)
+                        entry.waiting_on = budget
 
     # -- the run ----------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -259,3 +260,21 @@ async def test_bad_max_in_flight():
     with pytest.raises(ValueError, match="max_in_flight"):
         async for _ in run_batch(None, [], max_in_flight=0):  # type: ignore[arg-type]
             pass
+
+
+async def test_a_waiting_submit_is_reported_once_per_budget(make_session):
+    """Submits held by the rate limit show as waiting, each once for its budget, however often
+    polls and other submits wait for a slot meanwhile."""
+    limits = ave.Limits(generate=ave.Budget(2, 60.0))
+    updates: list[BatchUpdate] = []
+    async with make_session(limits=limits) as session:
+        outcomes = await collect(session, [source(n) for n in range(6)], on_update=updates.append)
+    assert {o.status for o in outcomes} == {"completed"}
+    waits: dict[int, list[str]] = {}
+    for update in updates:
+        if update.state == "waiting":
+            waits.setdefault(update.index, []).append((update.detail or "").split(" ")[0])
+    assert len(waits) >= 4  # four of six wait for the generate budget at least
+    for details in waits.values():
+        # never the same budget twice in a row for one submit
+        assert all(a != b for a, b in itertools.pairwise(details))
