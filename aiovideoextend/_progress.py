@@ -278,8 +278,11 @@ class PlainDisplay(Display):
     def update(self, update: BatchUpdate) -> None:
         previous = self.tally.state.get(update.index)
         super().update(update)
-        if update.state == "pending" and previous != "pending" and update.run_id:
-            self._log(f"line {update.line}: submitted {update.run_id}")
+        if update.state in _SUBMITTED and previous not in _SUBMITTED and update.run_id:
+            if update.detail == "from journal":
+                self._log(f"line {update.line}: following {update.run_id} [from journal]")
+            else:
+                self._log(f"line {update.line}: submitted {update.run_id}")
 
     def event(self, event: Event) -> None:
         if event.kind is EventKind.WAITING_FOR_RATE_LIMIT:

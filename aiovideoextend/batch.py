@@ -707,7 +707,9 @@ class _Runner:
     def _follow(self, entry: _Entry, job: Job, precharge: float | None, *, resumed: bool) -> None:
         self.by_run[job.run_id] = entry
         balance = None if resumed else self.balance
-        self._update(entry, job.status.value, job.run_id, balance=balance)
+        # A run submitted earlier (by an earlier run or another worker) is followed, not sent.
+        detail = "from journal" if resumed else None
+        self._update(entry, job.status.value, job.run_id, detail, balance=balance)
         self._spawn(self._wait(entry, job, precharge, resumed=resumed))
 
     async def _wait(

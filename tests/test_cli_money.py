@@ -275,8 +275,13 @@ async def test_ctrl_c_summary_states_running_precharged_final_and_balance(slow_e
     after = [round(1000.0 - spent, 2) for spent in accumulate(ledger.values())]
     assert float(balance[1]) in after
 
+    paid = len(emu.ledger)
     resumed = await run(emu, "batch", "jobs.jsonl", "--time-scale", str(SCALE), cwd=tmp_path)
     assert resumed.proc.returncode == 0, resumed.stderr
+    # The runs from the journal are followed, not shown as submitted again.
+    assert resumed.stderr.count(": submitted vid_") == len(emu.ledger) - paid
+    for record in unfinished:
+        assert f"line {record['line']}: following {record['run_id']}" in resumed.stderr
     assert f"done: completed {count} (of {count} lines); final cost $" in resumed.stdout
     records = results(tmp_path / "jobs.jsonl.results.jsonl")
     assert sorted(r["line"] for r in records) == list(range(1, count + 1))

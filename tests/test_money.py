@@ -13,7 +13,7 @@ from aiovideoextend._journal import Journal
 from aiovideoextend._progress import PlainDisplay, Tally, summary_lines
 from aiovideoextend._resolve import resolve_line
 from aiovideoextend._results import ResultsFile
-from aiovideoextend.batch import BatchOutcome, run_batch
+from aiovideoextend.batch import BatchOutcome, BatchUpdate, run_batch
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -148,3 +148,17 @@ async def test_run_batch_rejects_a_negative_max_cost(session, emu: Emulator):
         async for _ in run_batch(session, [request], max_cost=-1.0):
             pass
     assert emu.ledger == []
+
+
+def test_a_resumed_run_is_followed_not_shown_as_submitted():
+    """The plain log says 'following' for a run from the journal: a rerun does not look like a
+    second submit."""
+    stream = io.StringIO()
+    display = PlainDisplay(Tally(total=2), stream)
+    display.update(BatchUpdate(0, 1, "pending", run_id="vid_0", detail="from journal"))
+    display.update(BatchUpdate(1, 2, "pending", run_id="vid_1"))
+    display.update(BatchUpdate(1, 2, "processing", run_id="vid_1"))
+    rows = stream.getvalue().splitlines()
+    assert len(rows) == 2
+    assert rows[0].endswith("line 1: following vid_0 [from journal]")
+    assert rows[1].endswith("line 2: submitted vid_1")
