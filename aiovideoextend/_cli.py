@@ -132,7 +132,10 @@ async def _run_batch(
     finally:
         display.stop()
     display.tally.interrupted = interrupted
-    await _account(journal, lines, results, display)
+    try:
+        await _account(journal, lines, results, display)
+    except Exception as exc:  # the summary matters more than its extra figures
+        display.message(f"could not read the journal for the summary: {exc}")
     display.summary()
     statuses = {o.status for o in display.tally.outcomes}
     if interrupted:
@@ -191,6 +194,10 @@ async def _account(
     tally = display.tally
     tally.running = tally.unanswered = 0
     tally.precharged = 0.0
+    ended = {o.line for o in tally.outcomes}
+    tally.not_started = sum(
+        1 for entry_id, line in ids.items() if line not in ended and entry_id not in entries
+    )
     gone = 0
     for entry in entries.values():
         if entry.entry_id in ids:

@@ -55,6 +55,8 @@ class Tally:
     running: int | None = None
     precharged: float = 0.0
     unanswered: int = 0
+    #: lines with no outcome and nothing in the journal (never submitted)
+    not_started: int | None = None
 
     def update(self, update: BatchUpdate) -> None:
         self.state[update.index] = update.state
@@ -119,7 +121,11 @@ class Tally:
             "running": running,
             "precharged": round(self.precharged, 6),
             "unanswered": self.unanswered,
-            "not_started": max(0, self.total - self.done - running - self.unanswered),
+            "not_started": (
+                max(0, self.total - self.done - running - self.unanswered)
+                if self.not_started is None
+                else self.not_started
+            ),
             #: as the server last reported it with a submit (after precharges, before refunds)
             "balance": self.balance,
             "failures": [
