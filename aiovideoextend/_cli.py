@@ -21,7 +21,7 @@ import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from ._journal import Journal
+from ._journal import Journal, JournalEntry
 from ._manifest import ManifestLine, parse_manifest, request_from_fields
 from ._progress import Display, Tally, make_display
 from ._resolve import resolve_line
@@ -106,9 +106,6 @@ async def _run_batch(
     """Run a batch under a display; returns (exit code, interrupted)."""
     from .batch import run_batch  # noqa: PLC0415
 
-    for line in lines:
-        if line.error is not None:
-            display.message(f"manifest line {line.line}: {line.error}", line=line.line)
     session.add_event_hook(display.event)
     display.start()
     interrupted = False
@@ -134,6 +131,11 @@ async def _run_batch(
         interrupted = True
     finally:
         display.stop()
+    display.tally.interrupted = interrupted
+    try:
+        await _account(journal, lines, results, display)
+    except Exception as exc:  # the summary matters more than its extra figures
+        display.message(f"could not read the journal for the summary: {exc}")
     display.summary()
     statuses = {o.status for o in display.tally.outcomes}
     if interrupted:
@@ -143,6 +145,110 @@ async def _run_batch(
     if statuses <= {"completed"} and len(display.tally.outcomes) == len(lines):
         return EXIT_OK, False
     return EXIT_FAILED, False
+
+
+async def _journal_entries(journal: Journal | JournalStore) -> dict[str, JournalEntry]:
+    if isinstance(journal, Journal):
+        return journal.entries()
+    return await journal.entries()
+
+
+def _entry_ids(lines: list[ManifestLine]) -> list[str]:
+    """The journal's name of each line's request ('' for an invalid line), as the batch names
+    them."""
+    from .batch import _items  # noqa: PLC0415
+
+    return [entry.entry_id for entry in _items(lines)]
+
+
+async def _check_journal(
+    journal: Journal | JournalStore, lines: list[ManifestLine], args: argparse.Namespace
+) -> None:
+    """Refuse a journal that shares no request with the manifest (another batch's): its
+    precharges would count toward --max-cost and its runs would be reported for no line."""
+    if args.reuse_journal:
+        return
+    entries = await _journal_entries(journal)
+    keys = {line.request.key for line in lines if line.request is not None}
+    if not entries or not keys or any(e.request_key in keys for e in entries.values()):
+        return
+    where = f"journal {journal.path}" if isinstance(journal, Journal) else "the shared journal"
+    raise UsageError(
+        f"{where} records {len(entries)} requests and none of them is in {args.manifest} "
+        "(another batch's journal?); give this batch its own --journal, or pass "
+        "--reuse-journal to use it anyway (its precharges count toward --max-cost)"
+    )
+
+
+async def _account(
+    journal: Journal | JournalStore,
+    lines: list[ManifestLine],
+    results: ResultsFile | None,
+    display: Display,
+) -> None:
+    """From the journal, after a run: the jobs still running and their precharge (for the
+    summary), and the paid runs of requests no longer in the manifest (into the results)."""
+    entries = await _journal_entries(journal)
+    ids = {entry_id: line.line for entry_id, line in zip(_entry_ids(lines), lines, strict=True)}
+    ids.pop("", None)
+    tally = display.tally
+    tally.running = tally.unanswered = 0
+    tally.precharged = 0.0
+    ended = {o.line for o in tally.outcomes}
+    tally.not_started = sum(
+        1 for entry_id, line in ids.items() if line not in ended and entry_id not in entries
+    )
+    gone = 0
+    for entry in entries.values():
+        if entry.entry_id in ids:
+            if entry.state == "submitted":
+                tally.running += 1
+                tally.precharged += entry.precharge or 0.0
+                line = ids[entry.entry_id]
+                recorded = results.records.get(line, {}) if results is not None else {}
+                if results is not None and recorded.get("run_id") != entry.run_id:
+                    # A paid run that is still going: in the results now, replaced when it ends.
+                    results.put(
+                        {
+                            "line": line,
+                            "status": "unfinished",
+                            "key": entry.request_key,
+                            "model": entry.model,
+                            "run_id": entry.run_id,
+                            "error": "still running when the batch stopped; rerun to follow it",
+                            "precharge": entry.precharge,
+                            "candidates": [],
+                        }
+                    )
+            elif entry.state == "intent":
+                tally.unanswered += 1
+            continue
+        outcome = dict(entry.outcome or {})
+        run_id = outcome.get("run_id") or entry.run_id
+        if run_id is None and not outcome.get("candidates"):
+            continue
+        gone += 1
+        if results is not None:
+            record = {
+                "line": outcome.get("line", entry.position + 1),
+                "key": entry.request_key,
+                "model": entry.model,
+                "status": outcome.get("status", "unfinished"),
+                "run_id": run_id,
+                "video_url": outcome.get("video_url"),
+                "error": outcome.get("error"),
+                "cost": outcome.get("cost"),
+                "precharge": outcome.get("precharge", entry.precharge),
+                "candidates": outcome.get("candidates") or [],
+            }
+            results.keep_stale(record)
+    if gone:
+        where = f" in {results.path}" if results is not None else ""
+        display.message(
+            f"{gone} paid run(s) recorded in the journal are for requests no longer in the "
+            f'manifest; they are kept{where} with "in_manifest": false',
+            not_in_manifest=gone,
+        )
 
 
 def _default_beside(manifest: Path, suffix: str) -> Path:
@@ -168,11 +274,19 @@ async def cmd_batch(args: argparse.Namespace) -> int:
             journal = Journal(journal_path)
         except JournalError as exc:
             raise UsageError(str(exc)) from None
-        with journal, ResultsFile(results_path) as results:
-            async with session:
-                code, interrupted = await _run_batch(
-                    session, lines, display=display, journal=journal, results=results, args=args
-                )
+        expected = [(ln.line, ln.request.key if ln.request else None) for ln in lines]
+        with journal:
+            await _check_journal(journal, lines, args)
+            with ResultsFile(results_path, expected) as results:
+                async with session:
+                    code, interrupted = await _run_batch(
+                        session,
+                        lines,
+                        display=display,
+                        journal=journal,
+                        results=results,
+                        args=args,
+                    )
     if interrupted:
         command = _resume_command(args.argv)
         display.message(
@@ -220,7 +334,9 @@ async def _batch_on_redis(
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(limiter)
         await stack.enter_async_context(journal)
-        results = stack.enter_context(ResultsFile(results_path))
+        await _check_journal(journal, lines, args)
+        expected = [(ln.line, ln.request.key if ln.request else None) for ln in lines]
+        results = stack.enter_context(ResultsFile(results_path, expected))
         session = await stack.enter_async_context(_session(args, limiter=limiter))
         return await _run_batch(
             session, lines, display=display, journal=journal, results=results, args=args
@@ -431,11 +547,27 @@ def _connection_options(parser: argparse.ArgumentParser, *, json_flag: bool = Tr
         add("--json", action="store_true", help="machine-readable JSON output")
 
 
+def _money(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an amount in USD: {value!r}") from None
+    if not number >= 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more USD, got {value}")
+    return number
+
+
 def _batch_options(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--download", metavar="DIR", help="download completed videos into DIR")
     add("--max-in-flight", type=_positive_int, metavar="N", help="jobs running at once")
-    add("--max-cost", type=float, metavar="USD", help="stop submitting at this total precharge")
+    add(
+        "--max-cost",
+        type=_money,
+        metavar="USD",
+        help="stop submitting once the batch's precharges would pass USD; counts across reruns: "
+        "everything the journal recorded for this batch counts (failed jobs are refunded)",
+    )
     add("--min-balance", type=float, metavar="USD", help="stop before the balance drops below")
 
 
@@ -451,6 +583,12 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("manifest", help="JSONL or CSV, one request per line")
     batch.add_argument("--results", metavar="PATH", help="JSONL results (default: beside it)")
     batch.add_argument("--journal", metavar="PATH", help="journal (default: beside the manifest)")
+    batch.add_argument(
+        "--reuse-journal",
+        action="store_true",
+        help="use a journal that records none of this manifest's requests (another batch's); "
+        "its precharges count toward --max-cost",
+    )
     shared = batch.add_argument_group(
         "scale-out", "run N copies of the same command (on N hosts) to split the batch"
     )

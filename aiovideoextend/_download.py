@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import os
 import re
-import tempfile
+import secrets
 from pathlib import Path, PurePosixPath
 from typing import Final
 
@@ -139,11 +139,18 @@ def _prepare(target: Path, overwrite: bool) -> Path | None:
         return None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        while True:
+            # Not mkstemp: its files are 0600. A video is created like any file a tool writes,
+            # 0666 less the umask (0644 under the usual 022).
+            name = target.parent / f".{target.name}.{secrets.token_hex(6)}.part"
+            try:
+                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                continue
+            os.close(fd)
+            return name
     except OSError as exc:
         raise DownloadError(f"cannot write into {target.parent}: {exc.strerror}") from exc
-    os.close(fd)
-    return Path(name)
 
 
 def _discard(tmp: Path) -> None:

@@ -9,12 +9,11 @@ reports it) and in the results file (the line's record is replaced, never duplic
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from ._journal import Journal
-from ._results import Candidate
+from ._results import Candidate, write_atomically
 from .exceptions import JournalError
 
 __all__ = ["resolve_line"]
@@ -87,7 +86,11 @@ def _replace_record(path: Path, line: int, outcome: dict[str, Any]) -> None:
         except ValueError:
             records.append(raw)
             continue
-        if isinstance(record, dict) and record.get("line") == line:
+        if (
+            isinstance(record, dict)
+            and record.get("line") == line
+            and record.get("in_manifest") is not False
+        ):
             record.update({k: outcome.get(k) for k in ("status", "run_id", "video_url", "error")})
             record["path"] = outcome.get("path")
             record["resolved"] = True
@@ -99,9 +102,4 @@ def _replace_record(path: Path, line: int, outcome: dict[str, Any]) -> None:
         record = {"line": line, **{k: outcome.get(k) for k in fields}}
         record.update(path=outcome.get("path"), resolved=True, candidates=outcome["candidates"])
         records.append(json.dumps(record))
-    temporary = path.with_name(path.name + ".resolving")
-    with temporary.open("w", encoding="utf-8") as f:
-        f.write("".join(record + "\n" for record in records))
-        f.flush()
-        os.fsync(f.fileno())
-    temporary.replace(path)
+    write_atomically(path, "".join(record + "\n" for record in records))

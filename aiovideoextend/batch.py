@@ -327,6 +327,11 @@ class _Runner:
                 for r in records.values()
                 if not (r.outcome and r.outcome.get("status") in ("failed", "cancelled"))
             )
+            # What earlier runs were precharged is the estimate of the next submit of a model:
+            # without it a rerun's first submit would pass the max_cost check at no cost.
+            for r in records.values():
+                if r.precharge is not None:
+                    self.estimates[r.model] = max(r.precharge, self.estimates.get(r.model, 0.0))
         for entry in self.entries:
             request = entry.request
             if request is None:
@@ -586,7 +591,11 @@ class _Runner:
         # A model not submitted yet is assumed to cost as much as the dearest one seen.
         estimate = self.estimates.get(model, max(self.estimates.values(), default=0.0))
         if self.max_cost is not None and self.spent + self.reserved + estimate > self.max_cost:
-            return f"max_cost {self.max_cost:g} reached (precharged {self.spent:.2f})"
+            # The journal's earlier runs count too: a rerun does not get a fresh budget.
+            return (
+                f"max cost ${self.max_cost:g} reached: this batch has precharged "
+                f"${self.spent:.2f}, its earlier runs included"
+            )
         if (
             self.min_balance is not None
             and self.balance is not None
@@ -750,7 +759,9 @@ class _Runner:
     def _follow(self, entry: _Entry, job: Job, precharge: float | None, *, resumed: bool) -> None:
         self.by_run[job.run_id] = entry
         balance = None if resumed else self.balance
-        self._update(entry, job.status.value, job.run_id, balance=balance)
+        # A run submitted earlier (by an earlier run or another worker) is followed, not sent.
+        detail = "from journal" if resumed else None
+        self._update(entry, job.status.value, job.run_id, detail, balance=balance)
         self._spawn(self._wait(entry, job, precharge, resumed=resumed))
 
     async def _wait(
@@ -821,14 +832,17 @@ async def run_batch(
     worker still yields one outcome per request, ``resumed`` for those another one ran.
     ``max_in_flight`` bounds the jobs submitted and not yet
     finished; ``max_cost`` stops submitting once the precharges would pass it (failed jobs are
-    refunded and do not count); ``min_balance`` stops before the account balance the server
-    reports would drop below it. ``download``: a directory to stream completed videos into.
+    refunded and do not count; with a journal, the precharges of its earlier runs count too, so
+    a rerun does not start a fresh budget); ``min_balance`` stops before the account balance the
+    server reports would drop below it. ``download``: a directory to stream completed videos into.
 
     Cancel the iterating task to stop at once: the journal stays consistent, and running the
     same batch again resumes it.
     """
     if max_in_flight is not None and max_in_flight < 1:
         raise ValueError("max_in_flight must be at least 1")
+    if max_cost is not None and not max_cost >= 0:
+        raise ValueError(f"max_cost must be 0 or more, got {max_cost}")
     entries = _items(requests)
     own = isinstance(journal, (str, Path))
     opened = Journal(journal) if isinstance(journal, (str, Path)) else journal

@@ -16,12 +16,14 @@ def outcome(index: int, status: str = "completed", **fields) -> BatchOutcome:
 
 
 def test_results_are_written_once_per_line_across_reopens(tmp_path):
-    """A line already in the file is not written again; unfinished outcomes are not written."""
+    """A line already in the file is not written again; a line whose outcome changed (skipped,
+    then run) is replaced, never written twice."""
     path = tmp_path / "r.jsonl"
     with ResultsFile(path) as results:
         assert results.write(outcome(0, cost=0.5))
         assert not results.write(outcome(0))
-        assert not results.write(outcome(1, "skipped"))
+        assert results.write(BatchOutcome(1, "skipped", line=2, error="not submitted: x"))
+        assert not results.write(BatchOutcome(1, "skipped", line=2, error="not submitted: x"))
     with ResultsFile(path) as results:
         assert not results.write(outcome(0))
         assert results.write(outcome(1, "failed", error="boom"))
@@ -92,7 +94,7 @@ def test_json_display_and_non_terminal_choice(capsys):
 
 def test_rich_display_shows_bar_counts_wait_failures_and_summary(capsys):
     """On a terminal: a bar with the counts, the current rate-limit wait, failures as they come,
-    and a summary table with cost, balance and the reasons."""
+    and a summary table with cost, balance and the lines that did not complete."""
     from rich.console import Console
 
     from aiovideoextend._progress import RichDisplay
@@ -122,4 +124,6 @@ def test_rich_display_shows_bar_counts_wait_failures_and_summary(capsys):
     assert "Batch summary" in out
     assert "$0.40" in out
     assert "$9.50" in out
-    assert "content policy" in out
+    # The reason was shown once, as the line ended; the summary names the line.
+    assert "content policy" not in out
+    assert "1 line failed (line 2)" in out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -133,3 +135,18 @@ async def test_connection_refused_is_retried_then_raises(tmp_path):
                 http, "http://127.0.0.1:9/x.mp4", tmp_path, run_id="r", retries=1, backoff=0.001
             )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+async def test_video_follows_the_umask(server, tmp_path, umask):
+    """A downloaded video is created like any file a tool writes: 0666 less the umask (0644
+    under 022), not 0600; the rename into place keeps the write atomic."""
+    http, url, _ = server
+    old = os.umask(umask)
+    try:
+        path = await download_video(http, url, tmp_path / "videos", run_id="vid_mode")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+    assert path.read_bytes() == BODY
+    assert _leftovers(tmp_path / "videos") == []
