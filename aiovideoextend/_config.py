@@ -155,6 +155,9 @@ class Retries:
     Retried: 429 (after ``Retry-After`` when given), 408, 5xx, timeouts and connection errors,
     with exponential backoff from ``base`` doubling up to ``cap`` seconds, ``jitter`` spreading
     them. A submit is repeated only when it provably created no job (429, connection refused).
+    A server that cannot be reached at all (connection refused, unknown host, connect timeout)
+    is tried ``connect_attempts`` times in all, so a wrong base URL or a server that is down
+    fails within seconds with :class:`~aiovideoextend.APIConnectionError`.
     ``reconcile_skew`` bounds (seconds) how far the server's clock may be off the one its Date
     headers show, until answered submits pin it down; ``reconcile_margin`` (seconds, never
     scaled) widens each lost submit's flight for clock reads and drift when matching its run
@@ -167,6 +170,7 @@ class Retries:
     jitter: float = attrs.field(default=0.2, validator=_fraction)
     reconcile_skew: float = attrs.field(default=5.0, validator=_non_negative)
     reconcile_margin: float = attrs.field(default=0.005, validator=_non_negative)
+    connect_attempts: int = attrs.field(default=3, validator=_positive_int)
 
     def scaled(self, time_scale: float) -> Retries:
         _check_scale(time_scale)

@@ -20,7 +20,7 @@ from yarl import URL
 
 from ._config import Limits, PollPolicy, Retries, Timeouts
 from ._converter import parse_error, parse_recover, parse_status, parse_submission
-from ._http import Response, Transport, UnsentError, is_loopback
+from ._http import Response, Transport, is_loopback
 from ._job import Job
 from ._limiter import shared_limiter
 from ._limiter_api import Limiter
@@ -29,7 +29,9 @@ from ._reconcile import LostSubmit, NotNow, SubmitGuard, Ticket
 from ._requests import MidjourneyExtend, SourceExtend
 from .exceptions import (
     AmbiguousSubmitError,
+    APIConnectionError,
     APIError,
+    EndpointNotFoundError,
     InvalidRequestError,
     RateLimitError,
     ResponseDecodeError,
@@ -55,6 +57,11 @@ _ROUTES: Final = {
 }
 _T = TypeVar("_T")
 EventHook = Callable[[Event], None]
+
+
+def _is_envelope(body: Any) -> bool:
+    """Whether an error body has one of NanoGPT's documented shapes (an ``error`` member)."""
+    return isinstance(body, Mapping) and "error" in body
 
 
 class _State(enum.Enum):
@@ -391,8 +398,8 @@ class Session:
                     attempt -= 1  # nothing was sent: this was no attempt
                     await guard.ready(model)
                     continue
-                except UnsentError:
-                    if attempt >= retries.attempts:
+                except APIConnectionError:
+                    if attempt >= min(retries.attempts, retries.connect_attempts):
                         raise
                     cause = "connection refused: nothing was sent"
                 except TransportError as exc:
@@ -412,7 +419,7 @@ class Session:
                             ticket.answered(submission.run_id)
                             return self._adopt(submission)
                     else:
-                        error = self._api_error(response)
+                        error = self._api_error(response, self._urls[route], route)
                         if isinstance(error, RateLimitError):
                             if not self._rate_limited(route, error) or attempt >= retries.attempts:
                                 raise error from None
@@ -563,6 +570,11 @@ class Session:
                 response = await transport.send(
                     budget, method, url, params=params, overall_held=overall_held
                 )
+            except APIConnectionError as exc:
+                # Unreachable: a few quick tries, not the long backoff meant for a busy server.
+                if attempt >= self._retries.connect_attempts:
+                    raise
+                error = exc
             except TransportError as exc:
                 error = exc
             else:
@@ -578,7 +590,7 @@ class Session:
                         except ResponseDecodeError as exc:
                             error = exc
                 else:
-                    api_error = self._api_error(response)
+                    api_error = self._api_error(response, url)
                     if isinstance(api_error, RateLimitError):
                         if not self._rate_limited(budget, api_error):
                             raise api_error
@@ -614,10 +626,26 @@ class Session:
         daily = error.code is not None and error.code.startswith("daily_")
         return not daily and pause <= LONGEST_RATE_LIMIT_WAIT / self.time_scale
 
-    def _api_error(self, response: Response) -> APIError:
+    def _api_error(
+        self, response: Response, url: URL | None = None, route: str | None = None
+    ) -> APIError:
         body = response.json()
         if body is None:
             body = response.raw[:300].decode("utf-8", "replace")
+        status = response.status
+        # NanoGPT answers an unknown run with its own error body. A 404 without one, a 404 to
+        # the source-video submit (it names no run that could be missing) or a 501 ("method
+        # not supported") mean there is no such route here: nothing was created.
+        if url is not None and (
+            status == 501 or (status == 404 and (route == "generate" or not _is_envelope(body)))
+        ):
+            return EndpointNotFoundError(
+                f"{url} is not NanoGPT's video API ({response.status} {response.reason}); "
+                "check the base URL (it usually ends in /api)",
+                url=str(url),
+                status_code=response.status,
+                request_id=response.request_id,
+            )
         error = parse_error(
             response.status,
             body,

@@ -37,9 +37,11 @@ from ._requests import MidjourneyExtend, SourceExtend
 from ._results import FINISHED_STATUSES, BatchItem, BatchOutcome, BatchUpdate, Candidate
 from .exceptions import (
     AmbiguousSubmitError,
+    APIConnectionError,
     APIError,
     AuthenticationError,
     DownloadError,
+    EndpointNotFoundError,
     InsufficientBalanceError,
     InvalidRequestError,
     JobCancelledError,
@@ -80,6 +82,9 @@ __all__ = [
 log = logging.getLogger("aiovideoextend")
 
 ExtendRequest = MidjourneyExtend | SourceExtend
+#: Errors every line would meet the same way (server unreachable, not NanoGPT, key rejected):
+#: they stop the whole batch at once and ``run_batch`` raises them.
+_STOPS_BATCH: Final = (APIConnectionError, EndpointNotFoundError, AuthenticationError)
 _STORED: Final = ("status", "model", "run_id", "video_url", "error", "cost", "precharge")
 
 
@@ -417,6 +422,8 @@ class _Runner:
             }
         try:
             runs = await self.session.recover(model=model, limit=RECOVER_LIMIT)
+        except (*_STOPS_BATCH, PermissionDeniedError):
+            raise
         except VideoExtendError as exc:
             why = f"could not check for a lost submit through recover: {exc}"
             for entry, _record in items:
@@ -582,6 +589,8 @@ class _Runner:
         assert self.journal is not None  # noqa: S101
         try:
             runs = await self.session.recover(model=model, limit=RECOVER_LIMIT)
+        except (*_STOPS_BATCH, PermissionDeniedError):
+            raise
         except VideoExtendError as exc:
             log.warning("recover failed (%s); a lost submit of %s may stay ambiguous", exc, model)
             return
@@ -638,13 +647,21 @@ class _Runner:
                 self._emit(entry, "unfinished", error=f"submit outcome unknown: {exc}")
                 await self._release(entry)
             return
-        except (InsufficientBalanceError, AuthenticationError) as exc:
+        except _STOPS_BATCH:
+            # Nothing was created; every other line would fail the same way.
+            await self._forget(entry)
+            raise
+        except PermissionDeniedError as exc:
+            if isinstance(request, MidjourneyExtend):
+                # 403 on an extend: that run belongs to someone else (this line only).
+                await self._finish(entry, "failed", error=str(exc))
+                return
+            await self._forget(entry)
+            raise  # the key is not allowed here (origin): every line would be refused
+        except InsufficientBalanceError as exc:
             await self._forget(entry)
             self.stop_reason = f"{exc}"
-            status = (
-                "insufficient_balance" if isinstance(exc, InsufficientBalanceError) else "skipped"
-            )
-            self._emit(entry, status, error=str(exc))
+            self._emit(entry, "insufficient_balance", error=str(exc))
             return
         except (RateLimitError, TransportError) as exc:
             # The session retried these and knows no job was created: a rerun may try again.
@@ -719,6 +736,8 @@ class _Runner:
             await self._release(entry)
         except (NotFoundError, PermissionDeniedError) as exc:
             await self._finish(entry, "failed", error=str(exc), **base)
+        except _STOPS_BATCH:
+            raise
         except VideoExtendError as exc:
             self._emit(entry, "unfinished", error=f"{exc}; rerun to keep waiting", **base)
             await self._release(entry)

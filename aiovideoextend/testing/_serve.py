@@ -61,9 +61,24 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
     add("--port", type=int, default=8765, help="port to bind, 0 for any (default: %(default)s)")
     add("--time-scale", type=float, default=1.0, help="emulated seconds per real second")
     add("--seed", type=int, default=0, help="seed for ids, durations and failures")
-    add("--envelope", choices=("nested", "flat", "mixed"), default="nested")
-    add("--error-shape", choices=("guide", "simple", "oas", "mixed"), default="guide")
-    add("--limit-algorithm", choices=("sliding", "fixed", "token"), default="sliding")
+    add(
+        "--envelope",
+        choices=("nested", "flat", "mixed"),
+        default="nested",
+        help="the status answer's shape (default: %(default)s)",
+    )
+    add(
+        "--error-shape",
+        choices=("guide", "simple", "oas", "mixed"),
+        default="guide",
+        help="which documented error envelope errors use (default: %(default)s)",
+    )
+    add(
+        "--limit-algorithm",
+        choices=("sliding", "fixed", "token"),
+        default="sliding",
+        help="how the server counts its rate limits (default: %(default)s)",
+    )
     add(
         "--no-retry-after",
         dest="retry_after",
