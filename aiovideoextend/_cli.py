@@ -103,6 +103,9 @@ def _output_path(path: Path, what: str) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            reason = f"{blocker} is a file, not a folder"
         raise UsageError(f"cannot create the folder for {what} {path}: {reason}") from None
     if path.is_dir():
         raise UsageError(f"{what} {path} is a folder; give a file name")
@@ -572,9 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Extend videos with NanoGPT: batches with progress, single jobs, a demo.",
         epilog="The API key is read from $NANOGPT_API_KEY (never from the command line).",
     )
-    parser.add_argument(
-        "--version", action="version", version=f"aiovideoextend {__version__}"
-    )
+    parser.add_argument("--version", action="version", version=f"aiovideoextend {__version__}")
     _verbose_option(parser, default=0)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

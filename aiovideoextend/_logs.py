@@ -41,7 +41,7 @@ class _StderrHandler(logging.Handler):
         try:
             sys.stderr.write(self.format(record) + "\n")
             sys.stderr.flush()
-        except Exception:  # noqa: BLE001  (logging must never break the program)
+        except Exception:
             self.handleError(record)
 
 
@@ -75,7 +75,7 @@ def configure(verbosity: int = 0) -> None:
     level = logging.WARNING
     if verbosity == 1:
         level = logging.INFO
-    elif verbosity >= 2:  # noqa: PLR2004
+    elif verbosity >= 2:
         level = logging.DEBUG
     env = env_level()
     if env is not None:
@@ -84,4 +84,3 @@ def configure(verbosity: int = 0) -> None:
     _logger.setLevel(level)
     # The command owns the process: its messages are not repeated by a root handler.
     _logger.propagate = False
-

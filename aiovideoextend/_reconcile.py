@@ -222,7 +222,9 @@ class SubmitGuard:
             runs = await self._list_before(model)
         except Exception as exc:
             # Unreachable or refused: the submit that follows fails the same way and says so.
-            quiet = isinstance(exc, (APIConnectionError, AuthenticationError, EndpointNotFoundError))
+            quiet = isinstance(
+                exc, (APIConnectionError, AuthenticationError, EndpointNotFoundError)
+            )
             (log.debug if quiet else log.warning)(
                 "recover before the first submit of %s failed: %s", model, exc
             )

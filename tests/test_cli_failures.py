@@ -5,19 +5,19 @@ Subprocesses against a real emulator (or a real socket that is not NanoGPT), as 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
-import os
 import shlex
 import signal
 import socket
 import sqlite3
-import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp import web
 
+from aiovideoextend import __version__
 from aiovideoextend._cli import build_parser
 from aiovideoextend.testing import Emulator, Fault
 
@@ -25,7 +25,6 @@ from .mp4util import make_mp4
 from .test_cli import KEY, SCALE, manifest, results, run, start
 
 if TYPE_CHECKING:
-    import argparse
     from collections.abc import AsyncIterator
     from pathlib import Path
 
@@ -444,8 +443,6 @@ async def test_json_errors_are_json(emu, tmp_path):
 
 async def test_version_and_verbose(emu, tmp_path):
     """--version prints the version; -v shows the client's info log through the handler."""
-    from aiovideoextend import __version__  # noqa: PLC0415
-
     version = await run(emu, "--version", cwd=tmp_path)
     assert version.proc.returncode == 0
     assert version.stdout == f"aiovideoextend {__version__}\n"
@@ -479,8 +476,6 @@ async def test_library_warnings_use_the_configured_handler(emu, tmp_path):
 
 
 def _every_action(parser: argparse.ArgumentParser, path: str) -> list[tuple[str, Any]]:
-    import argparse  # noqa: PLC0415
-
     found = []
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
