@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shlex
 import signal
@@ -510,7 +511,12 @@ async def cmd_download(args: argparse.Namespace) -> int:
 async def cmd_emulator(args: argparse.Namespace) -> int:
     from .testing._serve import serve  # noqa: PLC0415
 
-    await serve(args)
+    try:
+        await serve(args)
+    except OSError as exc:
+        # Most often the port is taken: one line, not a traceback.
+        reason = exc.strerror or str(exc)
+        raise UsageError(f"cannot serve on {args.host}:{args.port}: {reason}") from None
     return EXIT_OK  # pragma: no cover - serve() runs until interrupted
 
 
@@ -534,6 +540,20 @@ def _verbose_option(parser: argparse.ArgumentParser, default: Any = argparse.SUP
     )
 
 
+def _positive_number(value: str, what: str = "a number") -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise argparse.ArgumentTypeError(f"must be {what} > 0, got {value!r}")
+    return number
+
+
+def _positive_seconds(value: str) -> float:
+    return _positive_number(value, "a number of seconds")
+
+
 def _connection_options(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
     add = parser.add_argument
     add("--base-url", default=None, help="API base URL (default: $NANOGPT_BASE_URL or NanoGPT)")
@@ -545,7 +565,7 @@ def _connection_options(parser: argparse.ArgumentParser, *, json_flag: bool = Tr
     )
     add(
         "--time-scale",
-        type=float,
+        type=_positive_number,
         default=1.0,
         metavar="N",
         help="the server's clock runs N times faster (emulators); default 1",
@@ -620,7 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="a batch of 30 extends against the bundled emulator")
     demo.add_argument(
         "--time-scale",
-        type=float,
+        type=_positive_number,
         default=60.0,
         metavar="N",
         help="the emulator's clock runs N times faster (default: %(default)g)",
@@ -677,7 +697,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="print only the run id on stdout and exit (resume with 'wait RUN_ID')",
     )
     extend.add_argument("--download", metavar="DIR", help="download the video into DIR")
-    extend.add_argument("--timeout", type=float, help="seconds to wait (default: policy)")
+    extend.add_argument(
+        "--timeout", type=_positive_seconds, help="seconds to wait (default: policy)"
+    )
     _connection_options(extend)
     extend.set_defaults(handler=cmd_extend)
 
@@ -695,7 +717,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "download":
             command.add_argument("dir", nargs="?", default=".", help="directory (default: .)")
         command.add_argument("--model", help="the run's model, if known")
-        command.add_argument("--timeout", type=float, help="seconds to wait (default: policy)")
+        command.add_argument(
+            "--timeout", type=_positive_seconds, help="seconds to wait (default: policy)"
+        )
         _connection_options(command)
         command.set_defaults(handler=handler)
 

@@ -78,16 +78,15 @@ def _suggest(name: str, allowed: frozenset[str]) -> str | None:
     return close[0] if close else None
 
 
-def _unknown(fields: Mapping[str, Any], allowed: frozenset[str], flow: str) -> None:
+def _unknown(fields: Mapping[str, Any], allowed: frozenset[str], flow: str | None) -> None:
     unknown = sorted(set(fields) - allowed, key=str)
     if unknown:
         name = unknown[0]
         names = ", ".join(sorted(allowed - _UNLISTED))
         guess = _suggest(name, allowed) if isinstance(name, str) else None
         hint = f"; did you mean {guess!r}?" if guess else ""
-        raise InvalidRequestError(
-            f"unknown field {name!r} for a {flow} extend{hint} (fields: {names})"
-        )
+        where = f" for a {flow} extend" if flow else ""
+        raise InvalidRequestError(f"unknown field {name!r}{where}{hint} (fields: {names})")
 
 
 def request_from_fields(
@@ -105,6 +104,8 @@ def request_from_fields(
             raise InvalidRequestError(f"a run_id/index line is a {MIDJOURNEY_MODEL} extend")
         return MidjourneyExtend(run_id=fields["run_id"], index=fields.get("index", 0))
     if "prompt" not in fields and "model" not in fields:
+        # {"runId": ...} or {"promt": ...}: name the misspelt field, not the missing one.
+        _unknown(fields, _MIDJOURNEY_FIELDS | _SOURCE_FIELDS, None)
         raise InvalidRequestError(
             "need run_id (+ index) for a Midjourney extend, or model + prompt + a source video"
         )

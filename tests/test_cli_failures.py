@@ -494,3 +494,24 @@ def test_every_option_has_help():
         f"{path}: {'/'.join(a.option_strings) or a.dest}" for path, a in actions if not a.help
     ]
     assert missing == []
+
+
+async def test_more_bad_arguments_are_one_line(emu, tmp_path):
+    """A taken port, a negative timeout or a zero time scale: exit 2 with one line each."""
+    port = emu.base_url.split(":")[2].split("/")[0]
+    taken = await run(emu, "emulator", "--port", port, cwd=tmp_path)
+    assert taken.proc.returncode == 2
+    (line,) = lines(taken.stderr)
+    assert line.startswith(f"aiovideoextend: error: cannot serve on 127.0.0.1:{port}: ")
+    for argv in (
+        ["wait", "vid_a", "--timeout", "-1"],
+        ["extend", *URL_LINE_ARGS, "--timeout", "0"],
+        ["demo", "--time-scale", "0"],
+        ["emulator", "--time-scale", "-1"],
+        ["batch", "jobs.jsonl", "--time-scale", "nan"],
+    ):
+        done = await run(emu, *argv, cwd=tmp_path)
+        assert done.proc.returncode == 2, argv
+        assert "Traceback" not in done.stderr
+        assert lines(done.stderr)[-1].startswith(f"aiovideoextend {argv[0]}: error: argument")
+    assert emu.ledger == []

@@ -188,6 +188,14 @@ def test_unknown_midjourney_field_says_did_you_mean():
     assert "did you mean" not in str(caught.value)
 
 
+def test_api_names_without_a_known_field_still_get_a_guess():
+    """{"runId": ...} (the API's spelling) is answered with run_id, not 'need run_id'."""
+    with pytest.raises(
+        ave.InvalidRequestError, match="unknown field 'runId'; did you mean 'run_id'"
+    ):
+        request_from_fields({"runId": "vid_a", "index": 1})
+
+
 def test_semicolon_csv_says_so(tmp_path):
     """A CSV saved with semicolons (a European spreadsheet's default) is named as such."""
     path = tmp_path / "jobs.csv"
