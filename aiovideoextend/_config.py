@@ -142,9 +142,14 @@ class PollPolicy:
 
 @attrs.frozen
 class Timeouts:
-    """Per-request network timeouts in seconds (None: no limit)."""
+    """Per-request network timeouts in seconds (None: no limit).
 
-    connect: float | None = attrs.field(default=10.0, validator=_positive_or_none)
+    ``connect`` bounds making the connection (TCP and TLS), 5 s like openai-python and httpx: a
+    host that drops packets fails with :class:`~aiovideoextend.APIConnectionError` after
+    ``Retries.connect_attempts`` such waits, not minutes.
+    """
+
+    connect: float | None = attrs.field(default=5.0, validator=_positive_or_none)
     total: float | None = attrs.field(default=60.0, validator=_positive_or_none)
 
 

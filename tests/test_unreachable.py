@@ -9,10 +9,12 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
 import aiovideoextend as ave
+from aiovideoextend._http import _unreachable
 from aiovideoextend.batch import run_batch
 from aiovideoextend.models import EventKind
 
@@ -155,3 +157,18 @@ async def test_a_403_on_a_midjourney_extend_is_that_line_only(make_emulator: Any
     assert by_index[0].status == "failed"
     assert "403" in (by_index[0].error or "")
     assert by_index[1].status == "completed"
+
+
+def test_unreachable_reasons_are_words():
+    """Why no connection was made reads as words, not as asyncio's or a class's wording."""
+    assert _unreachable(aiohttp.ConnectionTimeoutError("x")) == "connect timed out"
+    refused = aiohttp.ClientConnectorError(
+        aiohttp.client_reqrep.ConnectionKey("h", 1, False, True, None, None, None),
+        ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 9)"),
+    )
+    assert _unreachable(refused) == "connection refused"
+    unknown = aiohttp.ClientConnectorError(
+        aiohttp.client_reqrep.ConnectionKey("h", 1, False, True, None, None, None),
+        OSError("Name or service not known"),
+    )
+    assert _unreachable(unknown) == "name or service not known"
