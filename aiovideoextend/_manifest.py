@@ -54,6 +54,8 @@ _TRUE: Final = frozenset({"true", "yes", "1"})
 #: bytes that are not UTF-8, as decoding with "surrogateescape" leaves them
 _UNDECODABLE: Final = re.compile("[\udc80-\udcff]")
 _FALSE: Final = frozenset({"false", "no", "0"})
+#: What spreadsheets write instead of commas (one header cell holding them all gives it away).
+_OTHER_SEPARATORS: Final = ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars"))
 
 
 @attrs.frozen
@@ -198,9 +200,10 @@ def _csv(text: str, name: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
             continue
         if header is None:
             header = [cell.strip() for cell in row]
-            if len(header) == 1 and ";" in header[0]:
+            separator = next((n for c, n in _OTHER_SEPARATORS if c in header[0]), None)
+            if len(header) == 1 and separator is not None:
                 raise ManifestError(
-                    f"{name}: line {line}: the CSV header is separated by semicolons; "
+                    f"{name}: line {line}: the CSV header is separated by {separator}; "
                     "manifests use commas (save it as comma-separated CSV)"
                 )
             if len(set(header)) != len(header) or not all(header):

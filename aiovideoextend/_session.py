@@ -352,6 +352,10 @@ class Session:
         the run is looked up through ``generate-video/recover``: the one new run of that model
         is adopted, none means the submit is sent again, several raise
         :class:`AmbiguousSubmitError`. Money is at stake: never a blind retry.
+
+        A server that cannot be reached raises :class:`APIConnectionError` after
+        ``Retries.connect_attempts`` tries; one that is not NanoGPT's API (a 404/501 page)
+        raises :class:`EndpointNotFoundError`. Neither created anything.
         """
         return await self._submit_with(request)
 

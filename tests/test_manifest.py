@@ -202,3 +202,6 @@ def test_semicolon_csv_says_so(tmp_path):
     path.write_text("model;prompt;video_url\nveo3-1-extend;p;https://x/a.mp4\n")
     with pytest.raises(ManifestError, match="separated by semicolons"):
         parse_manifest(path)
+    path.write_text("model\tprompt\tvideo_url\nveo3-1-extend\tp\thttps://x/a.mp4\n")
+    with pytest.raises(ManifestError, match="separated by tabs"):
+        parse_manifest(path)
