@@ -789,7 +789,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = argv
-    configure(args.verbose)
+    restore_logging = configure(args.verbose)
     _interrupt.requested = False
     try:
         return asyncio.run(_main(args))
@@ -802,3 +802,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"aiovideoextend: {text}", file=sys.stderr, flush=True)
         return code
+    finally:
+        restore_logging()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import Final
 
 __all__ = ["ENV_VAR", "configure", "env_level", "setup_from_env"]
@@ -69,9 +70,10 @@ def setup_from_env() -> None:
         _logger.setLevel(level)
 
 
-def configure(verbosity: int = 0) -> None:
+def configure(verbosity: int = 0) -> Callable[[], None]:
     """The command line's logging: warnings always, ``-v`` info, ``-vv`` debug (or the
-    environment variable's level when it shows more)."""
+    environment variable's level when it shows more). Returns what undoes it (``main()`` may
+    run inside another program, such as a test)."""
     level = logging.WARNING
     if verbosity == 1:
         level = logging.INFO
@@ -80,7 +82,15 @@ def configure(verbosity: int = 0) -> None:
     env = env_level()
     if env is not None:
         level = min(level, env)
+    before = (_logger.level, _logger.propagate, list(_logger.handlers))
     _handler()
     _logger.setLevel(level)
     # The command owns the process: its messages are not repeated by a root handler.
     _logger.propagate = False
+
+    def restore() -> None:
+        _logger.setLevel(before[0])
+        _logger.propagate = before[1]
+        _logger.handlers[:] = before[2]
+
+    return restore

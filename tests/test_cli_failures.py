@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import shlex
 import signal
 import socket
@@ -18,7 +19,7 @@ import pytest
 from aiohttp import web
 
 from aiovideoextend import __version__
-from aiovideoextend._cli import build_parser
+from aiovideoextend._cli import build_parser, main
 from aiovideoextend.testing import Emulator, Fault
 
 from .mp4util import make_mp4
@@ -515,3 +516,13 @@ async def test_more_bad_arguments_are_one_line(emu, tmp_path):
         assert "Traceback" not in done.stderr
         assert lines(done.stderr)[-1].startswith(f"aiovideoextend {argv[0]}: error: argument")
     assert emu.ledger == []
+
+
+def test_main_leaves_the_logger_as_it_found_it(tmp_path, monkeypatch, capsys):
+    """main() inside another program (a test, a notebook) undoes its logging setup."""
+    logger = logging.getLogger("aiovideoextend")
+    before = (logger.level, logger.propagate, list(logger.handlers))
+    monkeypatch.chdir(tmp_path)
+    assert main(["batch", "missing.jsonl", "-v"]) == 2
+    assert "cannot read manifest" in capsys.readouterr().err
+    assert (logger.level, logger.propagate, list(logger.handlers)) == before
