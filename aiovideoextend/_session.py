@@ -402,10 +402,10 @@ class Session:
                     attempt -= 1  # nothing was sent: this was no attempt
                     await guard.ready(model)
                     continue
-                except APIConnectionError:
+                except APIConnectionError as exc:
                     if attempt >= min(retries.attempts, retries.connect_attempts):
                         raise
-                    cause = "connection refused: nothing was sent"
+                    cause = f"{exc.reason}: nothing was sent"
                 except TransportError as exc:
                     cause = str(exc)
                     lost = ticket.lost(payload, cause, source, timed_out=exc.timed_out)

@@ -792,7 +792,9 @@ async def run_batch(
     reports would drop below it. ``download``: a directory to stream completed videos into.
 
     Cancel the iterating task to stop at once: the journal stays consistent, and running the
-    same batch again resumes it.
+    same batch again resumes it. What every request would meet alike stops the batch and is
+    raised: :class:`APIConnectionError`, :class:`EndpointNotFoundError`,
+    :class:`AuthenticationError` (and :class:`PermissionDeniedError` for the key itself).
     """
     if max_in_flight is not None and max_in_flight < 1:
         raise ValueError("max_in_flight must be at least 1")
