@@ -11,6 +11,7 @@ from . import exceptions
 from ._config import Budget, Limits, PollPolicy, Retries, Timeouts
 from ._job import USE_POLICY_DEFAULT, Job
 from ._limiter import RateLimiter, SlidingWindow
+from ._logs import setup_from_env as _setup_logging
 from ._requests import (
     EXTEND_MODELS,
     MIDJOURNEY_MODEL,
@@ -21,11 +22,13 @@ from ._requests import (
 from ._session import DEFAULT_BASE_URL, LONGEST_RATE_LIMIT_WAIT, Session
 from .exceptions import (
     AmbiguousSubmitError,
+    APIConnectionError,
     APIError,
     AuthenticationError,
     BadRequestError,
     ConflictError,
     DownloadError,
+    EndpointNotFoundError,
     InsufficientBalanceError,
     InvalidRequestError,
     JobCancelledError,
@@ -54,6 +57,8 @@ from .models import (
     VideoResult,
 )
 
+_setup_logging()
+
 try:
     __version__ = version("aiovideoextend")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
@@ -65,6 +70,7 @@ __all__ = [
     "LONGEST_RATE_LIMIT_WAIT",
     "MIDJOURNEY_MODEL",
     "USE_POLICY_DEFAULT",
+    "APIConnectionError",
     "APIError",
     "AmbiguousSubmitError",
     "AuthenticationError",
@@ -72,6 +78,7 @@ __all__ = [
     "Budget",
     "ConflictError",
     "DownloadError",
+    "EndpointNotFoundError",
     "Event",
     "EventKind",
     "ExtendOptions",

@@ -3,6 +3,9 @@
 Exit codes: 0 everything completed, 1 something failed or did not run, 2 a usage, manifest or
 journal error (or invalid manifest lines), 130 interrupted. The API key is read from the
 environment only, so it never shows up in ``ps``, in the resume command or in any output.
+
+An error is one line on stderr (``aiovideoextend: error: ...``); under ``--json`` it is one JSON
+object on stdout instead: ``{"event": "error", "error": {"type", "message"}, "exit_code"}``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shlex
 import signal
@@ -19,14 +23,25 @@ import sys
 import tempfile
 import urllib.parse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from ._journal import Journal, JournalEntry
 from ._manifest import ManifestLine, parse_manifest, request_from_fields
 from ._progress import Display, Tally, make_display
 from ._resolve import resolve_line
 from ._results import ResultsFile
-from .exceptions import InvalidRequestError, JobError, JournalError, ManifestError, VideoExtendError
+from .exceptions import (
+    APIConnectionError,
+    AuthenticationError,
+    EndpointNotFoundError,
+    InvalidRequestError,
+    JobError,
+    JobTimeoutError,
+    JournalError,
+    ManifestError,
+    PermissionDeniedError,
+    VideoExtendError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Sequence
@@ -55,6 +70,50 @@ _interrupt = _Interrupt()
 
 class UsageError(Exception):
     """A problem with how the command was called: exit 2 with the message."""
+
+
+class _JsonErrors:
+    """Set from the raw arguments before parsing: argparse's own errors are JSON then too."""
+
+    wanted = False
+
+
+def _error_record(kind: str, message: str, code: int) -> str:
+    error = {"type": kind, "message": message}
+    return json.dumps({"event": "error", "error": error, "exit_code": code})
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        if _JsonErrors.wanted:
+            print(_error_record("UsageError", message, EXIT_USAGE), flush=True)
+            self.exit(EXIT_USAGE)
+        super().error(message)
+
+
+def _base_url(args: argparse.Namespace) -> str:
+    from ._session import DEFAULT_BASE_URL  # noqa: PLC0415
+
+    base = getattr(args, "base_url", None) or os.environ.get("NANOGPT_BASE_URL")
+    return (base or DEFAULT_BASE_URL).rstrip("/")
+
+
+def _output_path(path: Path, what: str) -> Path:
+    """Make sure ``path`` can be written (creating missing folders) before anything is sent."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            reason = f"{blocker} is a file, not a folder"
+        raise UsageError(f"cannot create the folder for {what} {path}: {reason}") from None
+    if path.is_dir():
+        raise UsageError(f"{what} {path} is a folder; give a file name")
+    target = path if path.exists() else path.parent
+    if not os.access(target, os.W_OK):
+        raise UsageError(f"cannot write {what} {path}: permission denied")
+    return path
 
 
 def _api_key(args: argparse.Namespace) -> str:
@@ -262,6 +321,7 @@ async def cmd_batch(args: argparse.Namespace) -> int:
     except ManifestError as exc:
         raise UsageError(str(exc)) from None
     results_path = Path(args.results or _default_beside(manifest, ".results.jsonl"))
+    _output_path(results_path, "--results")
     display = make_display(Tally(total=len(lines)), json_output=args.json)
     if args.redis is not None:
         code, interrupted = await _batch_on_redis(args, manifest, lines, display, results_path)
@@ -269,7 +329,9 @@ async def cmd_batch(args: argparse.Namespace) -> int:
         if args.batch_id is not None:
             raise UsageError("--batch-id goes with --redis")
         session = _session(args)
-        journal_path = Path(args.journal or _default_beside(manifest, ".journal"))
+        journal_path = _output_path(
+            Path(args.journal or _default_beside(manifest, ".journal")), "--journal"
+        )
         try:
             journal = Journal(journal_path)
         except JournalError as exc:
@@ -401,15 +463,64 @@ def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
     print(json.dumps(data) if args.json else text, flush=True)
 
 
+def _note(text: str) -> None:
+    """Progress and advice: stderr, so that stdout holds only the result."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def _wait_command(args: argparse.Namespace, run_id: str, model: str | None) -> str:
+    """The command that picks up waiting for ``run_id`` where this one stopped."""
+    download = getattr(args, "download", None)
+    argv = ["download", run_id, str(download)] if download else ["wait", run_id]
+    if model:
+        argv += ["--model", model]
+    if args.base_url:
+        argv += ["--base-url", args.base_url]
+    if args.api_key_env != "NANOGPT_API_KEY":
+        argv += ["--api-key-env", args.api_key_env]
+    if args.time_scale != 1:
+        argv += ["--time-scale", f"{args.time_scale:g}"]
+    return _resume_command(argv)
+
+
+def _unfinished(args: argparse.Namespace, run_id: str, status: str, why: str, command: str) -> None:
+    text = f"{run_id} is still {status} on the server ({why}); wait for it with:\n  {command}"
+    if args.json:
+        _print(args, {"run_id": run_id, "status": status, "error": why, "resume": command}, "")
+    else:
+        _note(text)
+
+
 async def _wait_and_report(
-    session: Session, args: argparse.Namespace, run_id: str, model: str | None
+    session: Session,
+    args: argparse.Namespace,
+    run_id: str,
+    model: str | None,
+    *,
+    look_now: bool = False,
 ) -> int:
     job = session.job(run_id, model)
     try:
+        if look_now:
+            # One poll at once: an unknown run, a wrong key or an unreachable server is told
+            # now, and a finished run is reported without waiting for the first poll.
+            await job.refresh()
         result = await job.result(timeout=args.timeout)
+    except JobTimeoutError:
+        why = f"--timeout {args.timeout:g}s passed" if args.timeout else "the wait timed out"
+        _unfinished(args, run_id, job.status.value, why, _wait_command(args, run_id, model))
+        return EXIT_FAILED
     except JobError as exc:
         _print(args, {"run_id": run_id, "status": job.status.value, "error": str(exc)}, str(exc))
         return EXIT_FAILED
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is None or not _interrupt.requested:
+            raise
+        task.uncancel()
+        command = _wait_command(args, run_id, model)
+        _unfinished(args, run_id, job.status.value, "interrupted", command)
+        return EXIT_INTERRUPTED
     data: dict[str, Any] = {"run_id": run_id, "status": "completed", "video_url": result.video_url}
     data["cost"] = result.cost
     text = f"{run_id} completed: {result.video_url}"
@@ -439,6 +550,9 @@ async def cmd_extend(args: argparse.Namespace) -> int:
             "seed",
             "negative_prompt",
             "aspect_ratio",
+            "conversation_uuid",
+            "generate_audio",
+            "mode",
         )
         if (value := getattr(args, name)) is not None
     }
@@ -450,7 +564,7 @@ async def cmd_extend(args: argparse.Namespace) -> int:
         job = await session.submit(request)
         cost = job.submission.cost if job.submission is not None else None
         if not args.json:
-            print(f"submitted {job.run_id} ({request.model}, precharge {cost})", flush=True)
+            _note(f"submitted {job.run_id} ({request.model}, precharge {cost})")
         if args.no_wait:
             _print(args, {"run_id": job.run_id, "status": "pending", "precharge": cost}, job.run_id)
             return EXIT_OK
@@ -501,19 +615,24 @@ def _resolve(args: argparse.Namespace) -> int:
 
 async def cmd_wait(args: argparse.Namespace) -> int:
     async with _session(args) as session:
-        return await _wait_and_report(session, args, args.run_id, args.model)
+        return await _wait_and_report(session, args, args.run_id, args.model, look_now=True)
 
 
 async def cmd_download(args: argparse.Namespace) -> int:
     args.download = args.dir
     async with _session(args) as session:
-        return await _wait_and_report(session, args, args.run_id, args.model)
+        return await _wait_and_report(session, args, args.run_id, args.model, look_now=True)
 
 
 async def cmd_emulator(args: argparse.Namespace) -> int:
     from .testing._serve import serve  # noqa: PLC0415
 
-    await serve(args)
+    try:
+        await serve(args)
+    except OSError as exc:
+        # Most often the port is taken: one line, not a traceback.
+        reason = exc.strerror or str(exc)
+        raise UsageError(f"cannot serve on {args.host}:{args.port}: {reason}") from None
     return EXIT_OK  # pragma: no cover - serve() runs until interrupted
 
 
@@ -527,6 +646,30 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _verbose_option(parser: argparse.ArgumentParser, default: Any = argparse.SUPPRESS) -> None:
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default,
+        help="log what the client does: -v info, -vv debug (or set $AIOVIDEOEXTEND_LOG)",
+    )
+
+
+def _positive_number(value: str, what: str = "a number") -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise argparse.ArgumentTypeError(f"must be {what} > 0, got {value!r}")
+    return number
+
+
+def _positive_seconds(value: str) -> float:
+    return _positive_number(value, "a number of seconds")
+
+
 def _connection_options(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
     add = parser.add_argument
     add("--base-url", default=None, help="API base URL (default: $NANOGPT_BASE_URL or NanoGPT)")
@@ -538,7 +681,7 @@ def _connection_options(parser: argparse.ArgumentParser, *, json_flag: bool = Tr
     )
     add(
         "--time-scale",
-        type=float,
+        type=_positive_number,
         default=1.0,
         metavar="N",
         help="the server's clock runs N times faster (emulators); default 1",
@@ -568,15 +711,24 @@ def _batch_options(parser: argparse.ArgumentParser) -> None:
         help="stop submitting once the batch's precharges would pass USD; counts across reruns: "
         "everything the journal recorded for this batch counts (failed jobs are refunded)",
     )
-    add("--min-balance", type=float, metavar="USD", help="stop before the balance drops below")
+    add(
+        "--min-balance",
+        type=_money,
+        metavar="USD",
+        help="stop submitting before the balance the server reports drops below USD",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from . import __version__  # noqa: PLC0415
+
+    parser = _Parser(
         prog="aiovideoextend",
         description="Extend videos with NanoGPT: batches with progress, single jobs, a demo.",
         epilog="The API key is read from $NANOGPT_API_KEY (never from the command line).",
     )
+    parser.add_argument("--version", action="version", version=f"aiovideoextend {__version__}")
+    _verbose_option(parser, default=0)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     batch = sub.add_parser("batch", help="run a manifest of extends; rerun to resume")
@@ -624,41 +776,73 @@ def build_parser() -> argparse.ArgumentParser:
     resolve.set_defaults(handler=cmd_resolve)
 
     demo = sub.add_parser("demo", help="a batch of 30 extends against the bundled emulator")
-    demo.add_argument("--time-scale", type=float, default=60.0, metavar="N")
-    demo.add_argument("--count", type=_positive_int, default=30, metavar="N")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--json", action="store_true")
+    demo.add_argument(
+        "--time-scale",
+        type=_positive_number,
+        default=60.0,
+        metavar="N",
+        help="the emulator's clock runs N times faster (default: %(default)g)",
+    )
+    demo.add_argument(
+        "--count",
+        type=_positive_int,
+        default=30,
+        metavar="N",
+        help="how many extends (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--seed", type=int, default=0, help="the emulator's seed (default: %(default)s)"
+    )
+    demo.add_argument("--json", action="store_true", help="machine-readable JSON output")
     _batch_options(demo)
     demo.set_defaults(handler=cmd_demo)
 
     extend = sub.add_parser("extend", help="submit one extend, wait, print the result")
     mj = extend.add_argument_group("Midjourney")
-    mj.add_argument("--run-id")
-    mj.add_argument("--index", type=int)
-    src = extend.add_argument_group("source video")
-    for name in (
-        "model",
-        "prompt",
-        "video-url",
-        "video-file",
-        "video-data-url",
-        "video-attachment-id",
-        "video",
-        "resolution",
-        "negative-prompt",
-        "aspect-ratio",
+    mj.add_argument("--run-id", help="the completed midjourney-video run to extend")
+    mj.add_argument("--index", type=int, help="which of its four videos, 0-3 (default: 0)")
+    src = extend.add_argument_group("source video (give exactly one source)")
+    for name, text in (
+        ("model", "the extend model, e.g. veo3-1-extend"),
+        ("prompt", "what happens next in the video"),
+        ("video-url", "source: an http(s) URL of the video"),
+        ("video-file", "source: a local MP4/MOV file (up to 4 MB), sent inline"),
+        ("video-data-url", "source: a data:video/...;base64,... URL"),
+        ("video-attachment-id", "source: an uploaded attachment's id"),
+        ("video", "source: the alternate field some models take (URL or data URL)"),
+        ("resolution", "output resolution, e.g. 720p"),
+        ("negative-prompt", "what the video should not show"),
+        ("aspect-ratio", "output aspect ratio, e.g. 16:9"),
+        ("conversation-uuid", "attach the run to this NanoGPT conversation"),
+        ("mode", "the model's mode, where it has modes"),
     ):
-        src.add_argument(f"--{name}")
-    src.add_argument("--duration", type=lambda v: int(v) if v.isdigit() else v)
-    src.add_argument("--seed", type=int)
-    extend.add_argument("--no-wait", action="store_true", help="print the run id and exit")
-    extend.add_argument("--download", metavar="DIR")
-    extend.add_argument("--timeout", type=float, help="seconds to wait (default: policy)")
+        src.add_argument(f"--{name}", help=text)
+    src.add_argument(
+        "--duration",
+        type=lambda v: int(v) if v.isdigit() else v,
+        help="seconds to add, e.g. 5 (some models take '5s')",
+    )
+    src.add_argument("--seed", type=int, help="seed, for repeatable results")
+    src.add_argument(
+        "--generate-audio",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ask for (or against) a sound track, where the model can make one",
+    )
+    extend.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="print only the run id on stdout and exit (resume with 'wait RUN_ID')",
+    )
+    extend.add_argument("--download", metavar="DIR", help="download the video into DIR")
+    extend.add_argument(
+        "--timeout", type=_positive_seconds, help="seconds to wait (default: policy)"
+    )
     _connection_options(extend)
     extend.set_defaults(handler=cmd_extend)
 
     status = sub.add_parser("status", help="poll a run once")
-    status.add_argument("run_id")
+    status.add_argument("run_id", help="the run's id (vid_...)")
     _connection_options(status)
     status.set_defaults(handler=cmd_status)
 
@@ -667,11 +851,13 @@ def build_parser() -> argparse.ArgumentParser:
         ("download", cmd_download, "wait for a run, then download its video"),
     ):
         command = sub.add_parser(name, help=text)
-        command.add_argument("run_id")
+        command.add_argument("run_id", help="the run's id (vid_...)")
         if name == "download":
             command.add_argument("dir", nargs="?", default=".", help="directory (default: .)")
         command.add_argument("--model", help="the run's model, if known")
-        command.add_argument("--timeout", type=float, help="seconds to wait (default: policy)")
+        command.add_argument(
+            "--timeout", type=_positive_seconds, help="seconds to wait (default: policy)"
+        )
         _connection_options(command)
         command.set_defaults(handler=handler)
 
@@ -680,6 +866,8 @@ def build_parser() -> argparse.ArgumentParser:
     emulator = sub.add_parser("emulator", help="serve the bundled NanoGPT emulator")
     add_emulator_arguments(emulator)
     emulator.set_defaults(handler=cmd_emulator)
+    for command in sub.choices.values():
+        _verbose_option(command)
     return parser
 
 
@@ -703,20 +891,54 @@ async def _main(args: argparse.Namespace) -> int:
     return await coro
 
 
+def _describe_error(exc: Exception, args: argparse.Namespace) -> tuple[str, str, int]:
+    """(type name, one line for a person, exit code) of an error that ends the command."""
+    kind = type(exc).__name__
+    if isinstance(exc, UsageError):
+        return kind, f"error: {exc}", EXIT_USAGE
+    if isinstance(exc, InvalidRequestError):
+        # Bad arguments (a missing or fake video file...): like any other argument error.
+        return kind, f"error: {exc}", EXIT_USAGE
+    base = _base_url(args)
+    if isinstance(exc, APIConnectionError):
+        text = (
+            f"error: cannot reach the server at {base} ({exc.reason}); nothing was sent. "
+            "Check --base-url or $NANOGPT_BASE_URL"
+        )
+        return kind, text, EXIT_FAILED
+    if isinstance(exc, EndpointNotFoundError):
+        return kind, f"error: {exc}", EXIT_FAILED
+    key_env = getattr(args, "api_key_env", "NANOGPT_API_KEY")
+    if isinstance(exc, AuthenticationError):
+        text = f"error: {base} rejected the API key in ${key_env} ({exc}); nothing was submitted"
+        return kind, text, EXIT_FAILED
+    if isinstance(exc, PermissionDeniedError):
+        text = f"error: {base} does not allow the API key in ${key_env} here ({exc})"
+        return kind, text, EXIT_FAILED
+    return kind, f"{kind}: {exc}", EXIT_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script."""
+    from ._logs import configure  # noqa: PLC0415
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    _JsonErrors.wanted = "--json" in argv
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = argv
+    restore_logging = configure(args.verbose)
     _interrupt.requested = False
     try:
         return asyncio.run(_main(args))
-    except UsageError as exc:
-        print(f"aiovideoextend: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except (asyncio.CancelledError, KeyboardInterrupt):
         return EXIT_INTERRUPTED
-    except VideoExtendError as exc:
-        print(f"aiovideoextend: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    except (UsageError, VideoExtendError) as exc:
+        kind, text, code = _describe_error(exc, args)
+        if getattr(args, "json", False):
+            print(_error_record(kind, text.removeprefix("error: "), code), flush=True)
+        else:
+            print(f"aiovideoextend: {text}", file=sys.stderr, flush=True)
+        return code
+    finally:
+        restore_logging()

@@ -142,9 +142,14 @@ class PollPolicy:
 
 @attrs.frozen
 class Timeouts:
-    """Per-request network timeouts in seconds (None: no limit)."""
+    """Per-request network timeouts in seconds (None: no limit).
 
-    connect: float | None = attrs.field(default=10.0, validator=_positive_or_none)
+    ``connect`` bounds making the connection (TCP and TLS), 5 s like openai-python and httpx: a
+    host that drops packets fails with :class:`~aiovideoextend.APIConnectionError` after
+    ``Retries.connect_attempts`` such waits, not minutes.
+    """
+
+    connect: float | None = attrs.field(default=5.0, validator=_positive_or_none)
     total: float | None = attrs.field(default=60.0, validator=_positive_or_none)
 
 
@@ -155,6 +160,9 @@ class Retries:
     Retried: 429 (after ``Retry-After`` when given), 408, 5xx, timeouts and connection errors,
     with exponential backoff from ``base`` doubling up to ``cap`` seconds, ``jitter`` spreading
     them. A submit is repeated only when it provably created no job (429, connection refused).
+    A server that cannot be reached at all (connection refused, unknown host, connect timeout)
+    is tried ``connect_attempts`` times in all, so a wrong base URL or a server that is down
+    fails within seconds with :class:`~aiovideoextend.APIConnectionError`.
     ``reconcile_skew`` bounds (seconds) how far the server's clock may be off the one its Date
     headers show, until answered submits pin it down; ``reconcile_margin`` (seconds, never
     scaled) widens each lost submit's flight for clock reads and drift when matching its run
@@ -171,6 +179,7 @@ class Retries:
     reconcile_skew: float = attrs.field(default=5.0, validator=_non_negative)
     reconcile_margin: float = attrs.field(default=0.005, validator=_non_negative)
     tag_submits: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    connect_attempts: int = attrs.field(default=3, validator=_positive_int)
 
     def scaled(self, time_scale: float) -> Retries:
         _check_scale(time_scale)

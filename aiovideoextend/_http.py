@@ -1,7 +1,8 @@
 """One HTTP attempt through the rate limiter, and the classification of what went wrong.
 
-The session decides about retries; this module only reports facts: the response, or a
-:class:`TransportError` whose ``sent`` says whether the request may have reached the server.
+The session decides about retries; this module only reports facts: the response, a
+:class:`APIConnectionError` when no connection was made (the request provably never reached the
+server), or another :class:`TransportError` when it may have.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import io
 import ipaddress
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from email.utils import parsedate_to_datetime
@@ -21,16 +23,12 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._limiter_api import Limiter, Window
-from .exceptions import TransportError
+from .exceptions import APIConnectionError, TransportError
 
-__all__ = ["Response", "Transport", "UnsentError", "is_loopback"]
+__all__ = ["Response", "Transport", "is_loopback"]
 
 _LARGE_BODY = 256 * 1024
 _REDACTED = "[redacted]"
-
-
-class UnsentError(TransportError):
-    """The connection could not be made: the request provably never reached the server."""
 
 
 @attrs.frozen
@@ -50,6 +48,20 @@ class Response:
     @property
     def request_id(self) -> str | None:
         return self.headers.get("X-Request-ID")
+
+
+def _unreachable(exc: Exception) -> str:
+    """Why no connection was made, in a few words (no Python class names)."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return "connect timed out"
+    os_error = getattr(exc, "os_error", None)
+    number = getattr(os_error, "errno", None)
+    if isinstance(number, int) and number > 0:
+        # asyncio words a refused connection "Connect call failed (...)": say what it was.
+        text = os.strerror(number)
+    else:
+        text = getattr(os_error, "strerror", None) or str(os_error or exc)
+    return text[:1].lower() + text[1:]
 
 
 def is_loopback(host: str | None) -> bool:
@@ -75,6 +87,8 @@ class Transport:
     ssl: bool = True
     #: server clock minus ours, from the last Date header (seconds; 0 until measured)
     clock_offset: float = 0.0
+    #: the server answered at least once (any status)
+    reached: bool = False
 
     async def send(
         self,
@@ -130,11 +144,15 @@ class Transport:
             ) as resp:
                 raw = await resp.read()
                 response = self._scrub(Response(resp.status, resp.headers, raw, resp.reason or ""))
-        except aiohttp.ClientConnectorError as exc:
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # No connection, so nothing arrived: the slots were never used.
             for window in taken:
                 window.cancel()
-            raise UnsentError(f"cannot connect to {url.host}: {exc.os_error}") from None
+            reason = _unreachable(exc)
+            where = str(url.with_query(None))
+            raise APIConnectionError(
+                f"cannot connect to {where}: {reason}", url=where, reason=reason
+            ) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             self._release(taken)
             kind = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
@@ -145,6 +163,7 @@ class Transport:
             self._release(taken)
             raise
         self._release(taken)
+        self.reached = True
         if budget != "overall":
             # Only submits and recovers need the server's clock (to date runs): keep polls lean.
             self._note_date(response.headers.get("Date"))

@@ -7,6 +7,7 @@ an ``invalid`` outcome). Only a manifest that cannot be read at all raises :clas
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
 import re
@@ -15,7 +16,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from ._requests import MIDJOURNEY_MODEL, OPTION_FIELDS, MidjourneyExtend, SourceExtend
+from ._requests import (
+    MIDJOURNEY_MODEL,
+    OPTION_FIELDS,
+    MidjourneyExtend,
+    SourceExtend,
+    check_video_file,
+)
 from .exceptions import InvalidRequestError, ManifestError
 
 if TYPE_CHECKING:
@@ -28,11 +35,27 @@ ExtendRequest = MidjourneyExtend | SourceExtend
 _SOURCE: Final = ("video_url", "video_file", "video_data_url", "video_attachment_id", "video")
 _MIDJOURNEY_FIELDS: Final = frozenset({"run_id", "index", "model"})
 _SOURCE_FIELDS: Final = frozenset({"model", "prompt", "options", *_SOURCE, *OPTION_FIELDS})
+#: Accepted, but not offered in "known fields" lists: the options may also come nested.
+_UNLISTED: Final = frozenset({"options"})
+#: The API's camelCase names (people copy them from NanoGPT's docs) -> ours.
+_WIRE_NAMES: Final = {
+    "runId": "run_id",
+    "taskId": "run_id",
+    "videoUrl": "video_url",
+    "videoDataUrl": "video_data_url",
+    "videoAttachmentId": "video_attachment_id",
+    "negativePrompt": "negative_prompt",
+    "aspectRatio": "aspect_ratio",
+    "conversationUUID": "conversation_uuid",
+    "generateAudio": "generate_audio",
+}
 _INT_FIELDS: Final = frozenset({"index", "seed"})
 _TRUE: Final = frozenset({"true", "yes", "1"})
 #: bytes that are not UTF-8, as decoding with "surrogateescape" leaves them
 _UNDECODABLE: Final = re.compile("[\udc80-\udcff]")
 _FALSE: Final = frozenset({"false", "no", "0"})
+#: What spreadsheets write instead of commas (one header cell holding them all gives it away).
+_OTHER_SEPARATORS: Final = ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars"))
 
 
 @attrs.frozen
@@ -45,13 +68,27 @@ class ManifestLine:
     error: str | None = None
 
 
-def _unknown(fields: Mapping[str, Any], allowed: frozenset[str], flow: str) -> None:
-    unknown = sorted(set(fields) - allowed)
+def _suggest(name: str, allowed: frozenset[str]) -> str | None:
+    """The known field a misspelt or camelCase ``name`` most likely means."""
+    wire = _WIRE_NAMES.get(name)
+    if wire in allowed:
+        return wire
+    snake = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+    if snake in allowed:
+        return snake
+    close = difflib.get_close_matches(snake, sorted(allowed - _UNLISTED), n=1, cutoff=0.7)
+    return close[0] if close else None
+
+
+def _unknown(fields: Mapping[str, Any], allowed: frozenset[str], flow: str | None) -> None:
+    unknown = sorted(set(fields) - allowed, key=str)
     if unknown:
-        names = ", ".join(sorted(allowed))
-        raise InvalidRequestError(
-            f"unknown field {unknown[0]!r} for a {flow} extend (fields: {names})"
-        )
+        name = unknown[0]
+        names = ", ".join(sorted(allowed - _UNLISTED))
+        guess = _suggest(name, allowed) if isinstance(name, str) else None
+        hint = f"; did you mean {guess!r}?" if guess else ""
+        where = f" for a {flow} extend" if flow else ""
+        raise InvalidRequestError(f"unknown field {name!r}{where}{hint} (fields: {names})")
 
 
 def request_from_fields(
@@ -69,6 +106,8 @@ def request_from_fields(
             raise InvalidRequestError(f"a run_id/index line is a {MIDJOURNEY_MODEL} extend")
         return MidjourneyExtend(run_id=fields["run_id"], index=fields.get("index", 0))
     if "prompt" not in fields and "model" not in fields:
+        # {"runId": ...} or {"promt": ...}: name the misspelt field, not the missing one.
+        _unknown(fields, _MIDJOURNEY_FIELDS | _SOURCE_FIELDS, None)
         raise InvalidRequestError(
             "need run_id (+ index) for a Midjourney extend, or model + prompt + a source video"
         )
@@ -82,12 +121,17 @@ def request_from_fields(
     video_file = sources.get("video_file")
     if isinstance(video_file, str) and base_dir is not None and video_file:
         sources["video_file"] = str(base_dir / video_file)
-    return SourceExtend(
+    request = SourceExtend(
         model=fields.get("model"),  # type: ignore[arg-type]  # validated by SourceExtend
         prompt=fields.get("prompt"),  # type: ignore[arg-type]
         options=options,
         **sources,
     )
+    if request.video_file is not None:
+        # Now, not when it is sent: a missing or fake video is an invalid line, never a
+        # submit whose outcome is unknown.
+        check_video_file(request.video_file)
+    return request
 
 
 def _coerce_csv(name: str, value: str) -> Any:
@@ -156,6 +200,12 @@ def _csv(text: str, name: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
             continue
         if header is None:
             header = [cell.strip() for cell in row]
+            separator = next((n for c, n in _OTHER_SEPARATORS if c in header[0]), None)
+            if len(header) == 1 and separator is not None:
+                raise ManifestError(
+                    f"{name}: line {line}: the CSV header is separated by {separator}; "
+                    "manifests use commas (save it as comma-separated CSV)"
+                )
             if len(set(header)) != len(header) or not all(header):
                 raise ManifestError(f"{name}: line {line}: CSV header has empty or repeated names")
             continue

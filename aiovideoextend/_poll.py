@@ -19,7 +19,9 @@ import logging
 from typing import TYPE_CHECKING
 
 from .exceptions import (
+    APIConnectionError,
     AuthenticationError,
+    EndpointNotFoundError,
     LimiterUnavailableError,
     NotFoundError,
     PermissionDeniedError,
@@ -37,7 +39,7 @@ __all__ = ["PollScheduler"]
 log = logging.getLogger("aiovideoextend")
 
 # Errors that polling again cannot fix: the awaiters get them at once.
-_PERMANENT = (AuthenticationError, PermissionDeniedError, NotFoundError)
+_PERMANENT = (AuthenticationError, PermissionDeniedError, NotFoundError, EndpointNotFoundError)
 
 
 class _Durations:
@@ -240,6 +242,16 @@ class PollScheduler:
             # Transient (429, 5xx, timeouts, garbage bodies): back off and poll again.
             failures = self._failures[job.run_id] = self._failures.get(job.run_id, 0) + 1
             retries = session._retries
+            if (
+                isinstance(exc, APIConnectionError)
+                and failures >= retries.connect_attempts
+                and not session._ready().reached
+            ):
+                # Never reached at all (server down, wrong base URL): waiting cannot help.
+                # A server that answered before and drops out for a while is waited for.
+                job._scheduled = False
+                job._fail(exc)
+                return
             delay = retries.delay(failures, session._random())
             if isinstance(exc, RateLimitError) and exc.retry_after is not None:
                 delay = max(delay, exc.retry_after)

@@ -31,7 +31,12 @@ from typing import Any
 import attrs
 
 from ._attribution import Attempt, Claim, attribute, offset_bounds, parse_created_at, read_listing
-from .exceptions import AmbiguousSubmitError
+from .exceptions import (
+    AmbiguousSubmitError,
+    APIConnectionError,
+    AuthenticationError,
+    EndpointNotFoundError,
+)
 from .models import RecoveredRun
 
 __all__ = ["LostSubmit", "NotNow", "SubmitGuard", "Ticket", "body_key"]
@@ -227,7 +232,13 @@ class SubmitGuard:
         try:
             runs = await self._list_before(model)
         except Exception as exc:
-            log.warning("recover before the first submit of %s failed: %s", model, exc)
+            # Unreachable or refused: the submit that follows fails the same way and says so.
+            quiet = isinstance(
+                exc, (APIConnectionError, AuthenticationError, EndpointNotFoundError)
+            )
+            (log.debug if quiet else log.warning)(
+                "recover before the first submit of %s failed: %s", model, exc
+            )
             return
         self.saw([run.run_id for run in runs])
 

@@ -33,6 +33,8 @@ __all__ = [
     "ExtendOptions",
     "MidjourneyExtend",
     "SourceExtend",
+    "check_video_file",
+    "sniff_video",
 ]
 
 MIDJOURNEY_MODEL: Final = "midjourney-video"
@@ -156,28 +158,84 @@ def _check_path(value: object) -> str | os.PathLike[str]:
     return value
 
 
-def _load_file(value: object) -> str:
-    """Read a local video into a data URL, checking size and duration first."""
+#: ISO base media (MP4, MOV, M4V, 3GP) files start with one of these boxes.
+_ISO_BOXES: Final = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot"})
+_HEAD_BYTES: Final = 512
+
+
+def sniff_video(head: bytes) -> str | None:
+    """The MIME type of a video container from its first bytes, or None when it is none."""
+    if head[4:8] in _ISO_BOXES:
+        return "video/quicktime" if head[8:12] == b"qt  " else "video/mp4"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "video/webm"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "video/x-msvideo"
+    if head[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3"):
+        return "video/mpeg"
+    if head[:1] == b"\x47" and head[188:189] == b"\x47":
+        return "video/mp2t"
+    if head[:3] == b"FLV":
+        return "video/x-flv"
+    if head[:4] == b"OggS":
+        return "video/ogg"
+    if head[:8] == b"\x30\x26\xb2\x75\x8e\x66\xcf\x11":
+        return "video/x-ms-asf"
+    return None
+
+
+def check_video_file(value: object) -> str:
+    """Check a local video before anything is sent: it exists, is a file, is not empty or over
+    the limit, and its content (not its name) is a video container. Returns its MIME type.
+
+    Messages name the full path (a manifest's relative paths are taken beside it)."""
     path = Path(_check_path(value))
+    shown = str(path.absolute())
     try:
         with path.open("rb") as f:
-            f.seek(0, 2)
-            size = f.tell()
-            if size > MAX_DATA_URL_BYTES:
-                raise InvalidRequestError(f"video_file {path.name} is over the 4 MB limit")
-            if size == 0:
-                raise InvalidRequestError(f"video_file {path.name} is empty")
-            suffix = path.suffix.lower()
-            mime = _VIDEO_MIME.get(suffix) or mimetypes.guess_type(path.name)[0] or ""
-            if not mime.startswith("video/"):
-                raise InvalidRequestError(f"video_file {path.name} is not a video file")
-            if suffix in _VIDEO_MIME:
-                _check_duration(mp4_duration(f), f"video_file {path.name}")
-            f.seek(0)
-            data = f.read()
+            return _check_open_file(f, path, shown)
+    except FileNotFoundError:
+        raise InvalidRequestError(f"video_file {shown}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidRequestError(f"video_file {shown} is a folder, not a file") from None
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise InvalidRequestError(f"cannot read video_file {path.name}: {reason}") from None
+        raise InvalidRequestError(f"cannot read video_file {shown}: {reason}") from None
+
+
+def _check_open_file(f: Any, path: Path, shown: str) -> str:
+    f.seek(0, 2)
+    size = f.tell()
+    if size > MAX_DATA_URL_BYTES:
+        raise InvalidRequestError(f"video_file {shown} is over the 4 MB limit")
+    if size == 0:
+        raise InvalidRequestError(f"video_file {shown} is empty")
+    f.seek(0)
+    sniffed = sniff_video(f.read(_HEAD_BYTES))
+    if sniffed is None:
+        raise InvalidRequestError(
+            f"video_file {shown} is not a video file (its content is not MP4, MOV, WebM, "
+            "MPEG, AVI, FLV or Ogg)"
+        )
+    named = _VIDEO_MIME.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or ""
+    mime = named if named.startswith("video/") else sniffed
+    if sniffed in ("video/mp4", "video/quicktime"):
+        _check_duration(mp4_duration(f), f"video_file {shown}")
+    return mime
+
+
+def _load_file(value: object) -> str:
+    """Read a local video into a data URL, checking size, content and duration first."""
+    path = Path(_check_path(value))
+    shown = str(path.absolute())
+    try:
+        with path.open("rb") as f:
+            mime = _check_open_file(f, path, shown)
+            f.seek(0)
+            data = f.read()
+    except OSError:
+        check_video_file(value)  # raises with the reason, in the same words
+        raise  # pragma: no cover - the file came back in between
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 

@@ -21,7 +21,7 @@ from yarl import URL
 
 from ._config import Limits, PollPolicy, Retries, Timeouts
 from ._converter import parse_error, parse_recover, parse_status, parse_submission
-from ._http import Response, Transport, UnsentError, is_loopback
+from ._http import Response, Transport, is_loopback
 from ._job import USE_POLICY_DEFAULT, Job, _Default
 from ._limiter import shared_limiter
 from ._limiter_api import Limiter
@@ -30,7 +30,9 @@ from ._reconcile import LostSubmit, NotNow, SubmitGuard, Ticket
 from ._requests import ExtendOptions, MidjourneyExtend, SourceExtend
 from .exceptions import (
     AmbiguousSubmitError,
+    APIConnectionError,
     APIError,
+    EndpointNotFoundError,
     InvalidRequestError,
     JobTimeoutError,
     RateLimitError,
@@ -64,6 +66,11 @@ def _interrupted_note(run_id: str) -> str:
         f"aiovideoextend: run {run_id} goes on on the server (paid); resume with "
         f"session.job({run_id!r}) or from session.interrupted_jobs"
     )
+
+
+def _is_envelope(body: Any) -> bool:
+    """Whether an error body has one of NanoGPT's documented shapes (an ``error`` member)."""
+    return isinstance(body, Mapping) and "error" in body
 
 
 class _State(enum.Enum):
@@ -489,6 +496,10 @@ class Session:
         the run is looked up through ``generate-video/recover``: the one new run of that model
         is adopted, none means the submit is sent again, several raise
         :class:`AmbiguousSubmitError`. Money is at stake: never a blind retry.
+
+        A server that cannot be reached raises :class:`APIConnectionError` after
+        ``Retries.connect_attempts`` tries; one that is not NanoGPT's API (a 404/501 page)
+        raises :class:`EndpointNotFoundError`. Neither created anything.
         """
         return await self._submit_with(request)
 
@@ -542,10 +553,10 @@ class Session:
                     attempt -= 1  # nothing was sent: this was no attempt
                     await guard.ready(model)
                     continue
-                except UnsentError:
-                    if attempt >= retries.attempts:
+                except APIConnectionError as exc:
+                    if attempt >= min(retries.attempts, retries.connect_attempts):
                         raise
-                    cause = "connection refused: nothing was sent"
+                    cause = f"{exc.reason}: nothing was sent"
                 except TransportError as exc:
                     cause = str(exc)
                     lost = ticket.lost(payload, cause, source, timed_out=exc.timed_out)
@@ -563,7 +574,7 @@ class Session:
                             ticket.answered(submission.run_id)
                             return self._adopt(submission)
                     else:
-                        error = self._api_error(response)
+                        error = self._api_error(response, self._urls[route], route)
                         if isinstance(error, RateLimitError):
                             if not self._rate_limited(route, error) or attempt >= retries.attempts:
                                 raise error from None
@@ -714,6 +725,11 @@ class Session:
                 response = await transport.send(
                     budget, method, url, params=params, overall_held=overall_held
                 )
+            except APIConnectionError as exc:
+                # Unreachable: a few quick tries, not the long backoff meant for a busy server.
+                if attempt >= self._retries.connect_attempts:
+                    raise
+                error = exc
             except TransportError as exc:
                 error = exc
             else:
@@ -729,7 +745,7 @@ class Session:
                         except ResponseDecodeError as exc:
                             error = exc
                 else:
-                    api_error = self._api_error(response)
+                    api_error = self._api_error(response, url)
                     if isinstance(api_error, RateLimitError):
                         if not self._rate_limited(budget, api_error):
                             raise api_error
@@ -765,10 +781,26 @@ class Session:
         daily = error.code is not None and error.code.startswith("daily_")
         return not daily and pause <= LONGEST_RATE_LIMIT_WAIT / self.time_scale
 
-    def _api_error(self, response: Response) -> APIError:
+    def _api_error(
+        self, response: Response, url: URL | None = None, route: str | None = None
+    ) -> APIError:
         body = response.json()
         if body is None:
             body = response.raw[:300].decode("utf-8", "replace")
+        status = response.status
+        # NanoGPT answers an unknown run with its own error body. A 404 without one, a 404 to
+        # the source-video submit (it names no run that could be missing) or a 501 ("method
+        # not supported") mean there is no such route here: nothing was created.
+        if url is not None and (
+            status == 501 or (status == 404 and (route == "generate" or not _is_envelope(body)))
+        ):
+            return EndpointNotFoundError(
+                f"{url} is not NanoGPT's video API ({response.status} {response.reason}); "
+                "check the base URL (it usually ends in /api)",
+                url=str(url),
+                status_code=response.status,
+                request_id=response.request_id,
+            )
         error = parse_error(
             response.status,
             body,

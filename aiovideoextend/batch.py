@@ -38,9 +38,11 @@ from ._requests import MidjourneyExtend, SourceExtend
 from ._results import FINISHED_STATUSES, BatchItem, BatchOutcome, BatchUpdate, Candidate
 from .exceptions import (
     AmbiguousSubmitError,
+    APIConnectionError,
     APIError,
     AuthenticationError,
     DownloadError,
+    EndpointNotFoundError,
     InsufficientBalanceError,
     InvalidRequestError,
     JobCancelledError,
@@ -81,6 +83,9 @@ __all__ = [
 log = logging.getLogger("aiovideoextend")
 
 ExtendRequest = MidjourneyExtend | SourceExtend
+#: Errors every line would meet the same way (server unreachable, not NanoGPT, key rejected):
+#: they stop the whole batch at once and ``run_batch`` raises them.
+_STOPS_BATCH: Final = (APIConnectionError, EndpointNotFoundError, AuthenticationError)
 _STORED: Final = ("status", "model", "run_id", "video_url", "error", "cost", "precharge")
 
 
@@ -452,6 +457,8 @@ class _Runner:
             }
         try:
             runs = await self.session.recover(model=model, limit=RECOVER_LIMIT)
+        except (*_STOPS_BATCH, PermissionDeniedError):
+            raise
         except VideoExtendError as exc:
             why = f"could not check for a lost submit through recover: {exc}"
             for entry, _record in items:
@@ -638,6 +645,8 @@ class _Runner:
         assert self.journal is not None  # noqa: S101
         try:
             runs = await self.session.recover(model=model, limit=RECOVER_LIMIT)
+        except (*_STOPS_BATCH, PermissionDeniedError):
+            raise
         except VideoExtendError as exc:
             log.warning("recover failed (%s); a lost submit of %s may stay ambiguous", exc, model)
             return
@@ -699,13 +708,21 @@ class _Runner:
                 self._emit(entry, "unfinished", error=f"submit outcome unknown: {exc}")
                 await self._release(entry)
             return
-        except (InsufficientBalanceError, AuthenticationError) as exc:
+        except _STOPS_BATCH:
+            # Nothing was created; every other line would fail the same way.
+            await self._forget(entry)
+            raise
+        except PermissionDeniedError as exc:
+            if isinstance(request, MidjourneyExtend):
+                # 403 on an extend: that run belongs to someone else (this line only).
+                await self._finish(entry, "failed", error=str(exc))
+                return
+            await self._forget(entry)
+            raise  # the key is not allowed here (origin): every line would be refused
+        except InsufficientBalanceError as exc:
             await self._forget(entry)
             self.stop_reason = f"{exc}"
-            status = (
-                "insufficient_balance" if isinstance(exc, InsufficientBalanceError) else "skipped"
-            )
-            self._emit(entry, status, error=str(exc))
+            self._emit(entry, "insufficient_balance", error=str(exc))
             return
         except (RateLimitError, TransportError) as exc:
             # The session retried these and knows no job was created: a rerun may try again.
@@ -782,6 +799,8 @@ class _Runner:
             await self._release(entry)
         except (NotFoundError, PermissionDeniedError) as exc:
             await self._finish(entry, "failed", error=str(exc), **base)
+        except _STOPS_BATCH:
+            raise
         except VideoExtendError as exc:
             self._emit(entry, "unfinished", error=f"{exc}; rerun to keep waiting", **base)
             await self._release(entry)
@@ -837,7 +856,9 @@ async def run_batch(
     server reports would drop below it. ``download``: a directory to stream completed videos into.
 
     Cancel the iterating task to stop at once: the journal stays consistent, and running the
-    same batch again resumes it.
+    same batch again resumes it. What every request would meet alike stops the batch and is
+    raised: :class:`APIConnectionError`, :class:`EndpointNotFoundError`,
+    :class:`AuthenticationError` (and :class:`PermissionDeniedError` for the key itself).
     """
     if max_in_flight is not None and max_in_flight < 1:
         raise ValueError("max_in_flight must be at least 1")

@@ -13,8 +13,10 @@ Every error the library raises on purpose derives from :class:`VideoExtendError`
     │   ├── ConflictError                        409
     │   ├── PayloadTooLargeError                 413
     │   ├── RateLimitError                       429 (retry_after)
-    │   └── ServerError                          5xx, 408
+    │   ├── ServerError                          5xx, 408
+    │   └── EndpointNotFoundError                404/501 not from NanoGPT: wrong base URL
     ├── TransportError                           connection failed, reset or timed out
+    │   └── APIConnectionError                   the server cannot be reached; nothing sent
     ├── ResponseDecodeError                      the body is not what the API documents
     ├── AmbiguousSubmitError                     a submit may have created a job; see candidates
     ├── DownloadError                            a video could not be downloaded
@@ -37,12 +39,14 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 __all__ = [
+    "APIConnectionError",
     "APIError",
     "AmbiguousSubmitError",
     "AuthenticationError",
     "BadRequestError",
     "ConflictError",
     "DownloadError",
+    "EndpointNotFoundError",
     "InsufficientBalanceError",
     "InvalidRequestError",
     "JobCancelledError",
@@ -160,6 +164,21 @@ class ServerError(APIError):
     """5xx (or 408): the server failed; the request may be retried when it is idempotent."""
 
 
+class EndpointNotFoundError(APIError):
+    """The base URL does not serve NanoGPT's API: a route the API has answered 404 or 501
+    without NanoGPT's error body (a wrong ``base_url``, ``/api`` missing, another server).
+
+    Nothing was created or charged. ``url`` is the URL that was tried.
+    """
+
+    def __init__(self, message: str, *, url: str, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.url = url
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class TransportError(VideoExtendError):
     """The connection failed, was reset, or timed out before a full response arrived.
 
@@ -167,6 +186,19 @@ class TransportError(VideoExtendError):
     """
 
     timed_out: bool = False
+
+
+class APIConnectionError(TransportError):
+    """The server cannot be reached (connection refused, unknown host, connect timeout).
+
+    No connection was made, so the request provably never reached the server: nothing was
+    created or charged. ``url`` is the URL that was tried, ``reason`` why it failed.
+    """
+
+    def __init__(self, message: str, *, url: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.url = url
+        self.reason = reason
 
 
 class ResponseDecodeError(VideoExtendError):

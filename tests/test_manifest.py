@@ -10,6 +10,8 @@ import aiovideoextend as ave
 from aiovideoextend._manifest import parse_manifest, request_from_fields
 from aiovideoextend.exceptions import ManifestError
 
+from .mp4util import make_mp4
+
 
 def test_jsonl_both_flows_with_line_numbers(tmp_path):
     """Each JSONL object becomes the request of its flow; blank and # lines are skipped."""
@@ -113,6 +115,7 @@ def test_unreadable_or_empty_manifest(tmp_path):
 
 def test_relative_video_file_is_beside_the_manifest(tmp_path):
     """video_file is resolved against the manifest's directory, not the working directory."""
+    (tmp_path / "clip.mp4").write_bytes(make_mp4(3.0))
     request = request_from_fields(
         {"model": "veo3-1-extend", "prompt": "p", "video_file": "clip.mp4"}, base_dir=tmp_path
     )
@@ -131,3 +134,74 @@ def test_nested_options_and_wrong_model_for_midjourney():
         request_from_fields({"run_id": "vid_a", "model": "veo3-1-extend"})
     with pytest.raises(ave.InvalidRequestError, match="options"):
         request_from_fields({"model": "m", "prompt": "p", "video_url": "https://x", "options": 1})
+
+
+def test_missing_or_fake_video_file_is_invalid_when_read(tmp_path):
+    """A missing video_file, or a text file named .mp4, is an invalid line with its full path
+    as soon as the manifest is read; a real MP4 beside the manifest is a request."""
+    (tmp_path / "clip.mp4").write_bytes(make_mp4(3.0))
+    (tmp_path / "fake.mp4").write_text("this is not a video\n")
+    path = tmp_path / "jobs.jsonl"
+    rows = [
+        {"model": "veo3-1-extend", "prompt": "p", "video_file": name}
+        for name in ("clip.mp4", "gone.mp4", "fake.mp4")
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    good, gone, fake = parse_manifest(path)
+    assert good.request is not None
+    assert gone.request is None
+    assert gone.error == f"video_file {tmp_path / 'gone.mp4'}: no such file"
+    assert fake.request is None
+    assert fake.error is not None
+    assert f"video_file {tmp_path / 'fake.mp4'} is not a video file" in fake.error
+
+
+@pytest.mark.parametrize(
+    ("field", "meant"),
+    [
+        ("promt", "prompt"),
+        ("videoUrl", "video_url"),
+        ("negativePrompt", "negative_prompt"),
+        ("durration", "duration"),
+        ("generateAudio", "generate_audio"),
+    ],
+)
+def test_unknown_field_says_did_you_mean(field, meant):
+    """A misspelt or camelCase field is answered with the field it most likely means."""
+    fields = {"model": "veo3-1-extend", "prompt": "p", "video_url": "https://x/a.mp4"}
+    fields.pop(meant, None)
+    fields[field] = "x"
+    with pytest.raises(ave.InvalidRequestError) as caught:
+        request_from_fields(fields)
+    message = str(caught.value)
+    assert f"unknown field {field!r}" in message
+    assert f"did you mean {meant!r}?" in message
+    assert "options" not in message
+
+
+def test_unknown_midjourney_field_says_did_you_mean():
+    """runId (the API's name) is answered with run_id; no guess for something unlike any."""
+    with pytest.raises(ave.InvalidRequestError, match="did you mean 'index'"):
+        request_from_fields({"run_id": "vid_a", "indx": 1})
+    with pytest.raises(ave.InvalidRequestError) as caught:
+        request_from_fields({"run_id": "vid_a", "zzzzzz": 1})
+    assert "did you mean" not in str(caught.value)
+
+
+def test_api_names_without_a_known_field_still_get_a_guess():
+    """{"runId": ...} (the API's spelling) is answered with run_id, not 'need run_id'."""
+    with pytest.raises(
+        ave.InvalidRequestError, match="unknown field 'runId'; did you mean 'run_id'"
+    ):
+        request_from_fields({"runId": "vid_a", "index": 1})
+
+
+def test_semicolon_csv_says_so(tmp_path):
+    """A CSV saved with semicolons (a European spreadsheet's default) is named as such."""
+    path = tmp_path / "jobs.csv"
+    path.write_text("model;prompt;video_url\nveo3-1-extend;p;https://x/a.mp4\n")
+    with pytest.raises(ManifestError, match="separated by semicolons"):
+        parse_manifest(path)
+    path.write_text("model\tprompt\tvideo_url\nveo3-1-extend\tp\thttps://x/a.mp4\n")
+    with pytest.raises(ManifestError, match="separated by tabs"):
+        parse_manifest(path)

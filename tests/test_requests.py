@@ -21,9 +21,10 @@ from aiovideoextend._requests import (
     OPTION_FIELDS,
     MidjourneyExtend,
     SourceExtend,
+    sniff_video,
 )
 
-from .mp4util import make_mp4
+from .mp4util import box, make_mp4
 
 MODEL = "veo3-1-extend"
 VIDEO_URL = "https://cdn.example.com/clip.mp4"
@@ -377,40 +378,70 @@ def test_video_file_mov_over_120_seconds(tmp_path: Path) -> None:
 
 
 def test_video_file_unreadable_duration_is_sent(tmp_path: Path) -> None:
-    """An MP4 whose header cannot be read is sent anyway: the server has the last word."""
+    """An MP4 without a movie header (no length to read) is sent anyway: the server decides."""
     path = tmp_path / "odd.mp4"
-    path.write_bytes(b"not really an mp4")
+    path.write_bytes(box(b"ftyp", b"isom\x00\x00\x02\x00") + box(b"mdat", b"frames"))
     assert source(video_file=path).payload()["videoDataUrl"].startswith("data:video/mp4;base64,")
 
 
-def test_non_mp4_duration_is_not_checked(tmp_path: Path) -> None:
-    """Only MP4/MOV files are parsed for their length; other video types are sent as they are."""
+def test_mp4_content_is_length_checked_whatever_its_name(tmp_path: Path) -> None:
+    """The 120 s limit is read from MP4 content, even under another video extension."""
     path = tmp_path / "clip.mpeg"
     path.write_bytes(make_mp4(500.0))
-    assert source(video_file=path).payload()["videoDataUrl"].startswith("data:video/mpeg;")
-
-
-@pytest.mark.parametrize("name", ["notes.txt", "picture.png", "noextension"])
-def test_video_file_not_a_video(tmp_path: Path, name: str) -> None:
-    """A file whose extension is not a video type is refused."""
-    path = tmp_path / name
-    path.write_bytes(SHORT_MP4)
-    with pytest.raises(InvalidRequestError, match="not a video file"):
+    with pytest.raises(InvalidRequestError, match="120 s"):
         source(video_file=path).payload()
 
 
+@pytest.mark.parametrize("name", ["fake.mp4", "fake.mov", "notes.txt", "noextension"])
+def test_video_file_not_a_video(tmp_path: Path, name: str) -> None:
+    """A file whose content is not a video container is refused, whatever its name."""
+    path = tmp_path / name
+    path.write_bytes(b"just some notes, not a video\n" * 20)
+    with pytest.raises(InvalidRequestError, match="not a video file") as caught:
+        source(video_file=path).payload()
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("head", "mime"),
+    [
+        (b"\x1a\x45\xdf\xa3" + bytes(12), "video/webm"),
+        (b"RIFF\x00\x00\x00\x00AVI LIST", "video/x-msvideo"),
+        (b"\x00\x00\x01\xba" + bytes(12), "video/mpeg"),
+        (b"\x47" + bytes(187) + b"\x47", "video/mp2t"),
+        (b"FLV\x01" + bytes(12), "video/x-flv"),
+        (b"OggS" + bytes(12), "video/ogg"),
+        (b"\x30\x26\xb2\x75\x8e\x66\xcf\x11" + bytes(8), "video/x-ms-asf"),
+        (box(b"ftyp", b"qt  \x00\x00\x00\x00"), "video/quicktime"),
+        (SHORT_MP4, "video/mp4"),
+        (b"%PDF-1.7" + bytes(12), None),
+    ],
+)
+def test_sniff_video(head: bytes, mime: str | None) -> None:
+    """Containers are known by their first bytes."""
+    assert sniff_video(head) == mime
+
+
+def test_mp4_content_under_another_name_is_sent_as_mp4(tmp_path: Path) -> None:
+    """MP4 content in a file without a video extension is sent, typed by its content."""
+    path = tmp_path / "clip"
+    path.write_bytes(SHORT_MP4)
+    assert source(video_file=path).payload()["videoDataUrl"].startswith("data:video/mp4;base64,")
+
+
 def test_video_file_missing(tmp_path: Path) -> None:
-    """A missing file is an InvalidRequestError when the body is built, naming the file."""
+    """A missing file is an InvalidRequestError when the body is built, with its full path."""
     request = source(video_file=tmp_path / "missing.mp4")
-    with pytest.raises(InvalidRequestError, match=r"cannot read video_file missing\.mp4"):
+    with pytest.raises(InvalidRequestError, match="no such file") as caught:
         request.payload()
+    assert str(tmp_path / "missing.mp4") in str(caught.value)
 
 
 def test_video_file_is_a_directory(tmp_path: Path) -> None:
     """A directory is not a video."""
     folder = tmp_path / "dir.mp4"
     folder.mkdir()
-    with pytest.raises(InvalidRequestError, match=r"cannot read video_file dir\.mp4"):
+    with pytest.raises(InvalidRequestError, match=r"dir\.mp4 is a folder"):
         source(video_file=folder).payload()
 
 
@@ -423,7 +454,7 @@ def test_video_file_os_error_without_strerror(
         raise OSError("boom")
 
     monkeypatch.setattr(Path, "open", broken_open)
-    with pytest.raises(InvalidRequestError, match=r"cannot read video_file a\.mp4: OSError"):
+    with pytest.raises(InvalidRequestError, match=r"cannot read video_file \S*a\.mp4: OSError"):
         source(video_file=tmp_path / "a.mp4").payload()
 
 

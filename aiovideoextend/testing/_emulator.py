@@ -165,7 +165,13 @@ class Emulator:
         await runner.setup()
         self._runner = runner
         site = web.TCPSite(runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except BaseException:
+            # A port in use must not leave a half-started runner behind (a ResourceWarning).
+            self._runner = None
+            await runner.cleanup()
+            raise
         host, port = runner.addresses[0][:2]
         self._base_url = f"http://{host}:{port}/api"
         return self

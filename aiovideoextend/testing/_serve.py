@@ -54,16 +54,43 @@ def _finite(value: str) -> float:
     return number
 
 
+def _positive(value: str) -> float:
+    number = _finite(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number > 0")
+    return number
+
+
 def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the emulator's options to ``parser``."""
     add = parser.add_argument
     add("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
     add("--port", type=int, default=8765, help="port to bind, 0 for any (default: %(default)s)")
-    add("--time-scale", type=float, default=1.0, help="emulated seconds per real second")
+    add(
+        "--time-scale",
+        type=_positive,
+        default=1.0,
+        help="emulated seconds per real second (default: %(default)g)",
+    )
     add("--seed", type=int, default=0, help="seed for ids, durations and failures")
-    add("--envelope", choices=("nested", "flat", "mixed"), default="nested")
-    add("--error-shape", choices=("guide", "simple", "oas", "mixed"), default="guide")
-    add("--limit-algorithm", choices=("sliding", "fixed", "token"), default="sliding")
+    add(
+        "--envelope",
+        choices=("nested", "flat", "mixed"),
+        default="nested",
+        help="the status answer's shape (default: %(default)s)",
+    )
+    add(
+        "--error-shape",
+        choices=("guide", "simple", "oas", "mixed"),
+        default="guide",
+        help="which documented error envelope errors use (default: %(default)s)",
+    )
+    add(
+        "--limit-algorithm",
+        choices=("sliding", "fixed", "token"),
+        default="sliding",
+        help="how the server counts its rate limits (default: %(default)s)",
+    )
     add(
         "--no-retry-after",
         dest="retry_after",

@@ -123,6 +123,9 @@ async def errors(session: ave.Session) -> None:
     except ave.InsufficientBalanceError as exc:
         needed: float | None = exc.required_balance
         print(needed)
+    except ave.EndpointNotFoundError as exc:
+        tried: str = exc.url
+        print(tried, exc.status_code)
     except ave.APIError as exc:
         status: int = exc.status_code
         code: str | None = exc.code
@@ -136,6 +139,10 @@ async def errors(session: ave.Session) -> None:
     except ave.ResponseDecodeError as exc:
         decode_status: int | None = exc.status_code
         print(decode_status)
+    except ave.APIConnectionError as exc:
+        unreachable: str = exc.url
+        reason: str = exc.reason
+        print(unreachable, reason, exc.timed_out)
     except (ave.TransportError, exceptions.VideoExtendError) as exc:
         print(exc)
     except ValueError:  # InvalidRequestError is a ValueError
