@@ -294,10 +294,12 @@ async def test_missing_or_fake_video_file_is_invalid_and_never_journaled(emu, tm
     for _ in range(2):
         done = await run(emu, "batch", "jobs.jsonl", "--time-scale", str(SCALE), cwd=tmp_path)
         assert done.proc.returncode == 2
-        assert f"manifest line 2: video_file {tmp_path / 'missing.mp4'}: no such file" in (
+        assert f"line 2: invalid (video_file {tmp_path / 'missing.mp4'}: no such file" in (
             done.stderr
         )
-        assert f"manifest line 3: video_file {tmp_path / 'fake.mp4'} is not a video" in done.stderr
+        assert f"line 3: invalid (video_file {tmp_path / 'fake.mp4'} is not a video" in (
+            done.stderr
+        )
         assert "outcome unknown" not in done.stdout + done.stderr
         assert journal_rows(tmp_path / "jobs.jsonl.journal") == 1
     assert len(emu.ledger) == 1
