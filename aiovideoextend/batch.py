@@ -143,6 +143,10 @@ def _open_live(
     }
 
 
+class _Stopped(Exception):  # noqa: N818  (a signal, not an error)
+    """The batch stopped submitting while this submit waited for its slot: nothing was sent."""
+
+
 class _HeldElsewhere(Exception):  # noqa: N818  (a signal, not an error)
     """Another worker of a shared journal claimed the entry first: nothing was sent."""
 
@@ -665,6 +669,9 @@ class _Runner:
             # Right before the submit leaves (the rate limiter has let it go): an intent is a
             # claim, and its time and sequence bound when its run can have been created.
             nonlocal sent
+            if self.stop_reason is not None:
+                # The batch stopped (a 402, a spend guard) while this one waited for its slot.
+                raise _Stopped
             if journal is not None and not await journal.record_intent(
                 entry.entry_id, request_key=request.key, model=request.model, position=entry.index
             ):
@@ -693,6 +700,11 @@ class _Runner:
                 with contextlib.suppress(Exception):
                     await self._record(entry, await submitting)
                 raise
+        except _Stopped:
+            if sent:  # a resend after its first attempt created nothing: drop that intent
+                await self._forget(entry)
+            self._emit(entry, "skipped", error=f"not submitted: {self.stop_reason}")
+            return
         except _HeldElsewhere:
             # Another worker of a shared journal holds it (or finished it already).
             entry.holds_slot = False

@@ -193,6 +193,24 @@ async def test_insufficient_balance_is_an_outcome_and_stops(make_emulator, make_
     assert len(emu.ledger) == 1
 
 
+async def test_after_a_402_queued_submits_are_not_sent(make_emulator, make_session):
+    """Submits waiting for the rate limit when a 402 comes back are not sent at all: one 402,
+    not one per queued line."""
+    emu = await make_emulator(users={"sk-nano-poor": 2.0})
+    limits = ave.Limits(generate=ave.Budget(2, 60.0))
+    async with make_session(
+        base_url=emu.base_url, api_key="sk-nano-poor", limits=limits
+    ) as session:
+        outcomes = by_index(await collect(session, [source(n) for n in range(12)]))
+    statuses = [o.status for o in outcomes.values()]
+    assert statuses.count("completed") == 1
+    assert statuses.count("skipped") >= 9
+    assert emu.stats.requests["generate"] <= 3  # the two of the first window, at most one more
+    assert all(
+        "not submitted" in (o.error or "") for o in outcomes.values() if o.status == "skipped"
+    )
+
+
 async def test_min_balance_floor(make_emulator, make_session):
     """min_balance stops before the reported balance would drop under the floor."""
     emu = await make_emulator(users={"sk-nano-some": 5.0})
