@@ -124,11 +124,19 @@ def _api_key(args: argparse.Namespace) -> str:
 
 
 def _session(args: argparse.Namespace, limiter: Limiter | None = None) -> Session:
+    from ._config import Retries  # noqa: PLC0415
     from ._session import Session  # noqa: PLC0415
 
     key = _api_key(args)
+    retries = Retries(tag_submits=getattr(args, "tag_submits", False))
     try:
-        return Session(key, base_url=args.base_url, time_scale=args.time_scale, limiter=limiter)
+        return Session(
+            key,
+            base_url=args.base_url,
+            time_scale=args.time_scale,
+            limiter=limiter,
+            retries=retries,
+        )
     except InvalidRequestError as exc:
         raise UsageError(str(exc)) from None
 
@@ -700,6 +708,15 @@ def _money(value: str) -> float:
     return number
 
 
+def _tag_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tag-submits",
+        action="store_true",
+        help="send each source-video submit with a conversationUUID of its own, so that a lost "
+        "answer's run is known by its tag (files the run under that conversation id)",
+    )
+
+
 def _batch_options(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--download", metavar="DIR", help="download completed videos into DIR")
@@ -761,6 +778,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a dead worker's jobs pass to the others this long after it stops (default: 30)",
     )
     _batch_options(batch)
+    _tag_option(batch)
     _connection_options(batch)
     batch.set_defaults(handler=cmd_batch)
 
@@ -838,6 +856,7 @@ def build_parser() -> argparse.ArgumentParser:
     extend.add_argument(
         "--timeout", type=_positive_seconds, help="seconds to wait (default: policy)"
     )
+    _tag_option(extend)
     _connection_options(extend)
     extend.set_defaults(handler=cmd_extend)
 

@@ -195,7 +195,12 @@ def manifest_lines(emu: Emulator, count: int, rng: random.Random) -> list[dict[s
 
 
 async def run_cli(
-    emu: Emulator, workdir: Path, scale: float, kill_at: tuple[int, float] | None
+    emu: Emulator,
+    workdir: Path,
+    scale: float,
+    kill_at: tuple[int, float] | None,
+    *,
+    tag: bool = False,
 ) -> tuple[int, str]:
     """Run the batch once; ``kill_at=(paid, extra)``: SIGKILL it ``extra`` seconds after the
     ledger holds ``paid`` more submits than at the start (if it is still running then)."""
@@ -216,6 +221,7 @@ async def run_cli(
         "--time-scale",
         str(scale),
         "--json",
+        *(["--tag-submits"] if tag else []),
         cwd=workdir,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -256,12 +262,12 @@ async def crash_trial(args: argparse.Namespace, trial: int) -> dict[str, Any]:
             for _ in range(rng.randint(1, 3)):
                 # Anywhere: between submits, while jobs run, while results are written.
                 kill_at = (rng.randint(0, args.lines // 2), rng.uniform(0.0, 0.3))
-                code, _output = await run_cli(emu, workdir, args.scale, kill_at)
+                code, _output = await run_cli(emu, workdir, args.scale, kill_at, tag=args.tag)
                 kills += code == -signal.SIGKILL
             runs = 0
             while True:
                 runs += 1
-                code, output = await run_cli(emu, workdir, args.scale, None)
+                code, output = await run_cli(emu, workdir, args.scale, None, tag=args.tag)
                 pending = code not in (0, 1) or _unfinished(output)
                 if not pending or runs == 5:
                     break

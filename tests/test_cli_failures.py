@@ -528,3 +528,24 @@ def test_main_leaves_the_logger_as_it_found_it(tmp_path, monkeypatch, capsys):
     assert main(["batch", "missing.jsonl", "-v"]) == 2
     assert "cannot read manifest" in capsys.readouterr().err
     assert (logger.level, logger.propagate, list(logger.handlers)) == before
+
+
+async def test_tag_submits_flag_tags_batch_lines_and_single_extends(emu, tmp_path):
+    """--tag-submits gives each source-video submit a conversationUUID of its own (a batch
+    line's derived from its entry, so a rerun knows it); without it none is sent."""
+    write_jsonl(
+        tmp_path / "jobs.jsonl",
+        [{**URL_LINE, "prompt": "a"}, {**URL_LINE, "prompt": "b"}],
+    )
+    scale = ("--time-scale", str(SCALE))
+    done = await run(emu, "batch", "jobs.jsonl", "--tag-submits", *scale, cwd=tmp_path)
+    assert done.proc.returncode == 0, done.stderr
+    single = await run(emu, "extend", *URL_LINE_ARGS, "--tag-submits", *scale, cwd=tmp_path)
+    assert single.proc.returncode == 0, single.stderr
+    plain = await run(emu, "extend", *URL_LINE_ARGS, *scale, cwd=tmp_path)
+    assert plain.proc.returncode == 0, plain.stderr
+    tags = [emu.created_by(entry.run_id).get("conversationUUID") for entry in emu.ledger]  # type: ignore[union-attr]
+    assert len(tags) == 4
+    assert all(tags[:3])
+    assert len(set(tags[:3])) == 3
+    assert tags[3] is None
