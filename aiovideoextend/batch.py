@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
+import itertools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
@@ -86,6 +88,8 @@ ExtendRequest = MidjourneyExtend | SourceExtend
 #: Errors every line would meet the same way (server unreachable, not NanoGPT, key rejected):
 #: they stop the whole batch at once and ``run_batch`` raises them.
 _STOPS_BATCH: Final = (APIConnectionError, EndpointNotFoundError, AuthenticationError)
+#: entries of a shared journal looked up at once before the lane submits them
+_PEEK: Final = 31
 _STORED: Final = ("status", "model", "run_id", "video_url", "error", "cost", "precharge")
 
 
@@ -429,8 +433,16 @@ class _Runner:
         await asyncio.gather(*(self._reconcile(m, items) for m, items in self.unresolved.items()))
         self.unresolved.clear()
         self.started = True
+        journal = self.journal
         for model, lane in list(self.lanes.items()):
-            self.lanes[model] = collections.deque(sorted(lane, key=lambda e: e.index))
+            ordered = collections.deque(sorted(lane, key=lambda e: e.index))
+            if journal is not None and journal.shared and journal.worker_id and ordered:
+                # Workers of one shared batch start at different places of each lane, so that
+                # they seldom race for the same entry (a lost race costs a rate-limit slot's
+                # round trips for nothing).
+                digest = hashlib.sha256(f"{journal.worker_id}:{model}".encode()).digest()
+                ordered.rotate(-(int.from_bytes(digest[:8], "big") % len(ordered)))
+            self.lanes[model] = ordered
             self._start_lane(model)
 
     def _start_lane(self, model: str) -> None:
@@ -620,8 +632,29 @@ class _Runner:
         (the session matches lost answers to their runs; a journal records each intent right
         before its submit leaves). With a spend guard they go one at a time."""
         lane = self.lanes[model]
+        journal = self.journal
+        shared = journal is not None and journal.shared
+        peeked: set[str] = set()
+        elsewhere: set[str] = set()
         while lane:
             entry = lane.popleft()
+            if shared and journal is not None:
+                # Entries another worker has claimed already are watched, not raced for: a lost
+                # race costs a rate-limit slot's round trips. One look covers the next few.
+                if entry.entry_id not in peeked:
+                    ahead = [entry.entry_id, *(e.entry_id for e in itertools.islice(lane, _PEEK))]
+                    peeked.update(ahead)
+                    records = await journal.entries(ahead)
+                    elsewhere.update(
+                        k
+                        for k, r in records.items()
+                        if r.owner is not None
+                        and r.owner != journal.worker_id
+                        and (r.owner_alive or r.state == "finished")
+                    )
+                if entry.entry_id in elsewhere:
+                    self._watch(entry)
+                    continue
             while self.max_in_flight is not None and self.in_flight >= self.max_in_flight:
                 self.slot_freed.clear()
                 await self.slot_freed.wait()
