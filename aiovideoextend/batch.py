@@ -224,6 +224,8 @@ class _Runner:
         #: estimated precharges of submits on their way (lanes run concurrently)
         self.reserved = 0.0
         self.guard_lock = asyncio.Lock()
+        #: set whenever a submit ends (shared journals bound the submits queued at once)
+        self.submit_done = asyncio.Event()
         #: runs that may be an ambiguous entry's, followed once however many entries name them
         self.candidates: dict[str, asyncio.Future[Candidate]] = {}
 
@@ -639,6 +641,12 @@ class _Runner:
         while lane:
             entry = lane.popleft()
             if shared and journal is not None:
+                # Few submits queue at a time, so that the look below is fresh when their slots
+                # come (all of them queued at once would race the other workers for each).
+                route = entry.request.route if entry.request is not None else ""
+                while len(self.submitting[route]) >= _PEEK:
+                    self.submit_done.clear()
+                    await self.submit_done.wait()
                 # Entries another worker has claimed already are watched, not raced for: a lost
                 # race costs a rate-limit slot's round trips. One look covers the next few.
                 if entry.entry_id not in peeked:
@@ -675,6 +683,8 @@ class _Runner:
                 if guarded:
                     await self._submit(entry)
                 else:
+                    if shared and entry.request is not None:
+                        self.submitting[entry.request.route].add(entry)  # counted from now
                     self._spawn(self._submit(entry))
 
     async def _snapshot(self, model: str) -> None:
@@ -786,6 +796,7 @@ class _Runner:
         finally:
             self.reserved -= reserve
             self.submitting[request.route].discard(entry)
+            self.submit_done.set()
         precharge = await self._record(entry, job)
         self._follow(entry, job, precharge, resumed=False)
 

@@ -52,8 +52,8 @@ _BUDGETS: Final = ("extend", "generate", "recover", "overall")
 _MAX_SLEEP: Final = 2.0
 #: Jitter added to a computed wait: enough to spread workers, too little to cost throughput.
 _MAX_JITTER: Final = 0.002
-#: with every slot in flight, look again after this share of the window (cancels free slots)
-_IN_FLIGHT_LOOK: Final = 0.1
+#: a waiter looks again after at most this share of the window (cancelled slots free at once)
+_LOOK_AGAIN: Final = 0.1
 
 # Shared prologue: the server's clock, then lapsed leases become ends stamped at their expiry
 # and ends older than one window are forgotten. KEYS[1] inflight, KEYS[2] ends.
@@ -240,12 +240,9 @@ class RedisWindow:
                             self._held.append(token)
                             limiter._renew_soon()
                             return
-                        wait = wait_us / 1_000_000
-                        if wait_us >= self._window_us:
-                            # Every slot is in flight. One released counts a window more, but
-                            # one cancelled (a submit that never left, in any process) frees at
-                            # once: look again well before the window is out.
-                            wait = min(wait, wait * _IN_FLIGHT_LOOK)
+                        # A slot cancelled by any process (its request never left) frees at
+                        # once, not when the script said: look again well before that.
+                        wait = min(wait_us, self._window_us * _LOOK_AGAIN) / 1_000_000
                     self._ready_at = loop.time() + wait
                     if not told:
                         assert on_wait is not None  # noqa: S101  (told is False only then)
