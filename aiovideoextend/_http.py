@@ -22,6 +22,7 @@ import attrs
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from ._limiter import SlidingWindow
 from ._limiter_api import Limiter, Window
 from .exceptions import APIConnectionError, TransportError
 
@@ -111,7 +112,11 @@ class Transport:
         taken: list[Window] = []
         try:
             for window in windows:
-                await window.acquire(self.on_wait)
+                if admit is not None and isinstance(window, SlidingWindow):
+                    # A submit (paid, and limited by its own budget) goes before the polls.
+                    await window.acquire(self.on_wait, first=True)
+                else:
+                    await window.acquire(self.on_wait)
                 taken.append(window)
             if admit is not None:
                 await admit()

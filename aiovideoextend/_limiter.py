@@ -35,11 +35,15 @@ WaitHook = Callable[[str, float], None]
 class _Waiter:
     """One queued :meth:`SlidingWindow.acquire`: its future, the loop it waits on, its fate."""
 
-    __slots__ = ("fut", "gone", "granted", "loop")
+    __slots__ = ("first", "fut", "gone", "granted", "loop")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None], *, first: bool = False
+    ) -> None:
         self.loop: Final = loop
         self.fut: Final = fut
+        #: queued ahead of the others (a paid submit, not a poll)
+        self.first: Final = first
         #: a slot was counted for it (its future is resolved, or about to be on its loop)
         self.granted = False
         #: it stopped waiting (cancelled): skip it
@@ -128,16 +132,27 @@ class SlidingWindow:
                 return max(self._ready_at(now) - now, 1e-9)
             return max(self._ready_at(now) - now, 0.0)
 
-    async def acquire(self, on_wait: WaitHook | None = None) -> None:
-        """Take a slot; pair it with exactly one :meth:`release` (or :meth:`cancel`)."""
+    async def acquire(self, on_wait: WaitHook | None = None, *, first: bool = False) -> None:
+        """Take a slot; pair it with exactly one :meth:`release` (or :meth:`cancel`).
+
+        ``first``: wait ahead of the waiters that are not (in their order among themselves).
+        The transport asks this for a submit's slot of the overall budget, which polls share:
+        a paid submit waits for at most the slots of the submits queued before it."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         with self._lock:
-            if not self._waiters and self._ready_at(now) <= now:
+            waiters = self._waiters
+            if not waiters and self._ready_at(now) <= now:
                 self._in_flight += 1
                 return
-            waiter = _Waiter(loop, loop.create_future())
-            self._waiters.append(waiter)
+            waiter = _Waiter(loop, loop.create_future(), first=first)
+            if first and waiters and not waiters[-1].first:
+                ahead = 0
+                while ahead < len(waiters) and waiters[ahead].first:
+                    ahead += 1
+                waiters.insert(ahead, waiter)
+            else:
+                waiters.append(waiter)
             wait = max(self._ready_at(now) - now, 0.0)
             self._wake_locked(loop)
         if on_wait is not None:

@@ -139,6 +139,29 @@ async def test_waiters_are_served_first_come_first_served():
 
 
 @fast_forward
+async def test_submits_wait_ahead_of_polls():
+    """Waiters that ask to go first (a submit's overall slot) are served before the others,
+    in their own order; the others keep theirs."""
+    window = SlidingWindow("overall", Budget(1, 1))
+    order: list[str] = []
+
+    async def take(name: str, *, first: bool) -> None:
+        await window.acquire(first=first)
+        order.append(name)
+        window.release()
+
+    await window.acquire()  # the slot is busy: everybody below queues
+    tasks = [
+        asyncio.ensure_future(take(name, first=name.startswith("submit")))
+        for name in ("poll 1", "submit 1", "poll 2", "submit 2", "poll 3")
+    ]
+    await asyncio.sleep(0)
+    window.release()
+    await asyncio.gather(*tasks)
+    assert order == ["submit 1", "submit 2", "poll 1", "poll 2", "poll 3"]
+
+
+@fast_forward
 async def test_pause_holds_every_request_of_the_budget():
     """After a 429 the whole budget waits out the pause."""
     window = SlidingWindow("x", Budget(10, 1))
