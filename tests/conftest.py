@@ -15,6 +15,7 @@ from typing import Any
 
 import looptime
 import pytest
+from aiohttp import web
 
 import aiovideoextend as ave
 from aiovideoextend.testing import Emulator
@@ -103,3 +104,24 @@ async def session(make_session: Callable[..., ave.Session]) -> AsyncIterator[ave
     """An open session on the `emu` fixture."""
     async with make_session() as s:
         yield s
+
+
+@pytest.fixture
+async def not_nanogpt() -> AsyncIterator[str]:
+    """A web server that is not NanoGPT: 501 for POST, 404 pages for GET (python -m http.server)."""
+
+    async def page(request: web.Request) -> web.Response:
+        if request.method == "POST":
+            return web.Response(status=501, text="<html>Unsupported method ('POST')</html>")
+        return web.Response(status=404, text="<html>File not found</html>")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()

@@ -95,18 +95,23 @@ async def until(predicate: Any) -> None:
         await asyncio.sleep(0.005)
 
 
-@pytest.fixture
-async def emu():
-    async with Emulator(
+def cli_emulator(*, seed: int, midjourney_runs: int = 3) -> Emulator:
+    """The emulator the command-line tests run against: no failures, minutes-long jobs."""
+    return Emulator(
         time_scale=SCALE,
         users={KEY: 1000.0},
-        seed=1,
+        seed=seed,
         failure_rate=0.0,
         nsfw_rate=0.0,
-        midjourney_runs=3,
+        midjourney_runs=midjourney_runs,
         queue_seconds=(5.0, 30.0),
         run_seconds=(30.0, 120.0),
-    ) as emulator:
+    )
+
+
+@pytest.fixture
+async def emu():
+    async with cli_emulator(seed=1) as emulator:
         yield emulator
 
 

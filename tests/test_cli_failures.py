@@ -16,14 +16,13 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from aiohttp import web
 
 from aiovideoextend import __version__
 from aiovideoextend._cli import build_parser, main
 from aiovideoextend.testing import Emulator, Fault
 
 from .mp4util import make_mp4
-from .test_cli import KEY, SCALE, manifest, results, run, start
+from .test_cli import KEY, SCALE, cli_emulator, manifest, results, run, start
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -36,16 +35,7 @@ URL_LINE = {"model": "veo3-1-extend", "prompt": "p", "video_url": "https://x/a.m
 
 @pytest.fixture
 async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(
-        time_scale=SCALE,
-        users={KEY: 1000.0},
-        seed=2,
-        failure_rate=0.0,
-        nsfw_rate=0.0,
-        midjourney_runs=3,
-        queue_seconds=(5.0, 30.0),
-        run_seconds=(30.0, 120.0),
-    ) as emulator:
+    async with cli_emulator(seed=2) as emulator:
         yield emulator
 
 
@@ -138,28 +128,6 @@ async def test_unreachable_server_single_commands(emu, tmp_path, argv):
     assert record["exit_code"] == 1
     assert record["error"]["type"] == "APIConnectionError"
     assert base in record["error"]["message"]
-
-
-@pytest.fixture
-async def not_nanogpt() -> AsyncIterator[str]:
-    """A web server that is not NanoGPT: 501 for POST, 404 pages for GET (python -m http.server)."""
-
-    async def page(request: web.Request) -> web.Response:
-        if request.method == "POST":
-            return web.Response(status=501, text="<html>Unsupported method</html>")
-        return web.Response(status=404, text="<html>File not found</html>")
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", page)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 async def test_batch_against_a_server_that_is_not_nanogpt(emu, not_nanogpt, tmp_path):

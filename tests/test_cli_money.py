@@ -17,7 +17,7 @@ import pytest
 from aiovideoextend._manifest import request_from_fields
 from aiovideoextend.testing import Emulator
 
-from .test_cli import KEY, SCALE, results, run, start, until
+from .test_cli import KEY, SCALE, cli_emulator, results, run, start, until
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -47,16 +47,7 @@ def stderr_error_lines(text: str) -> list[str]:
 
 @pytest.fixture
 async def emu():
-    async with Emulator(
-        time_scale=SCALE,
-        users={KEY: 1000.0},
-        seed=3,
-        failure_rate=0.0,
-        nsfw_rate=0.0,
-        midjourney_runs=2,
-        queue_seconds=(5.0, 30.0),
-        run_seconds=(30.0, 120.0),
-    ) as emulator:
+    async with cli_emulator(seed=3, midjourney_runs=2) as emulator:
         yield emulator
 
 

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 import aiovideoextend as ave
 from aiovideoextend._http import _unreachable
@@ -19,7 +18,6 @@ from aiovideoextend.batch import run_batch
 from aiovideoextend.models import EventKind
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from pathlib import Path
 
     from aiovideoextend.testing import Emulator
@@ -72,41 +70,18 @@ async def test_status_and_wait_on_a_closed_port_fail_fast():
             await s.job("vid_a").result()
 
 
-@pytest.fixture
-async def foreign_server() -> AsyncIterator[str]:
-    """Not NanoGPT: 501 for POST and an HTML 404 for GET, like ``python -m http.server``."""
-    requests: list[str] = []
-
-    async def page(request: web.Request) -> web.Response:
-        requests.append(request.method)
-        if request.method == "POST":
-            return web.Response(status=501, text="<html>Unsupported method ('POST')</html>")
-        return web.Response(status=404, text="<html>File not found</html>")
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", page)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
-
-
-async def test_a_server_that_is_not_nanogpt(foreign_server: str):
+async def test_a_server_that_is_not_nanogpt(not_nanogpt: str):
     """A 501 to the submit is no 'maybe charged': EndpointNotFoundError naming the URL, sent
     once; an HTML 404 to a status poll is the same error, not 'no such job'."""
-    async with ave.Session("sk-x", base_url=foreign_server, time_scale=SCALE) as s:
+    async with ave.Session("sk-x", base_url=not_nanogpt, time_scale=SCALE) as s:
         with pytest.raises(ave.EndpointNotFoundError) as caught:
             await s.extend("veo3-1-extend", "p", video_url="https://x/a.mp4")
-        assert caught.value.url == f"{foreign_server}/generate-video"
+        assert caught.value.url == f"{not_nanogpt}/generate-video"
         assert caught.value.status_code == 501
         assert "is not NanoGPT's video API" in str(caught.value)
         with pytest.raises(ave.EndpointNotFoundError) as polled:
             await s.status("vid_a")
-        assert polled.value.url == f"{foreign_server}/video/status"
+        assert polled.value.url == f"{not_nanogpt}/video/status"
 
 
 async def test_nanogpt_404_for_an_unknown_run_is_still_not_found(emu: Emulator):
