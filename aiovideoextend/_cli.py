@@ -128,7 +128,10 @@ def _session(args: argparse.Namespace, limiter: Limiter | None = None) -> Sessio
     from ._session import Session  # noqa: PLC0415
 
     key = _api_key(args)
-    retries = Retries(tag_submits=getattr(args, "tag_submits", False))
+    retries = Retries(
+        tag_submits=getattr(args, "tag_submits", False),
+        pace_submits=getattr(args, "pace_submits", False),
+    )
     try:
         return Session(
             key,
@@ -714,6 +717,12 @@ def _tag_option(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="send each source-video submit with a conversationUUID of its own, so that a lost "
         "answer's run is known by its tag (files the run under that conversation id)",
+    )
+    parser.add_argument(
+        "--pace-submits",
+        action="store_true",
+        help="send untagged submits of a model (Midjourney extends always) two round trips "
+        "apart, so that lost answers of one burst can be told apart (slower bursts)",
     )
 
 

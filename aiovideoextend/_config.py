@@ -169,7 +169,10 @@ class Retries:
     by ``createdAt`` (see ``docs/reliability.md``). ``tag_submits`` sends a fresh
     ``conversationUUID`` with every source-video submit that has none, so that the run of a
     lost answer is known by its tag where recover echoes it (off by default: the tag files the
-    run under a conversation of that id on NanoGPT's side).
+    run under a conversation of that id on NanoGPT's side). ``pace_submits`` spaces the
+    untagged submits of a model (Midjourney extends always) two round trips apart, the first
+    one alone, so that lost answers of one burst are told apart by ``createdAt`` (off by
+    default: a burst of N then takes N-1 spacings to leave).
     """
 
     attempts: int = attrs.field(default=6, validator=_positive_int)
@@ -179,6 +182,7 @@ class Retries:
     reconcile_skew: float = attrs.field(default=5.0, validator=_non_negative)
     reconcile_margin: float = attrs.field(default=0.005, validator=_non_negative)
     tag_submits: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    pace_submits: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     connect_attempts: int = attrs.field(default=3, validator=_positive_int)
 
     def scaled(self, time_scale: float) -> Retries:

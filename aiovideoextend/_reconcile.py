@@ -45,6 +45,9 @@ log = logging.getLogger("aiovideoextend")
 
 #: the most runs recover lists at once
 RECOVER_LIMIT = 50
+#: paced submits: the flights remembered per model, and how coarse createdAt is assumed to be
+_PACE_FLIGHTS = 20
+_PACE_RESOLUTION = 0.001
 #: answered submits remembered to pin the server's clock (most recent first)
 _FLIGHTS = 2000
 
@@ -116,6 +119,7 @@ class Ticket:
     def lost(
         self, payload: Any, cause: str, exclude: str | None, *, timed_out: bool = False
     ) -> LostSubmit:
+        self.guard.flew(self.model, time.time() - self.sent_at)
         return LostSubmit(
             self.model,
             body_key(payload),  # only now: a payload may hold megabytes of video
@@ -130,7 +134,9 @@ class Ticket:
 
     def answered(self, run_id: str) -> None:
         """The answer named ``run_id``: remember the flight (it pins the server's clock)."""
-        self.guard.answered(run_id, self.sent_at, time.time())
+        now = time.time()
+        self.guard.answered(run_id, self.sent_at, now)
+        self.guard.flew(self.model, now - self.sent_at)
 
     def leave(self) -> None:
         if self.entered:
@@ -156,6 +162,7 @@ class SubmitGuard:
         margin: float,
         settle_timeout: float | None,
         cooldown: float,
+        pace: bool = False,
     ) -> None:
         self._recover = recover
         self._list_before = snapshot
@@ -165,6 +172,12 @@ class SubmitGuard:
         self._margin = margin
         self._settle_timeout = settle_timeout
         self._cooldown = cooldown
+        self._pace = pace
+        #: per model: the loop time the next paced submit may leave, recent flight durations
+        self._next_send: dict[str, float] = {}
+        self._durations: dict[str, collections.deque[float]] = {}
+        #: set when the first paced submit of a model is back (its flight is known)
+        self._pace_first: dict[str, asyncio.Event] = {}
         self._stamps = itertools.count(1)
         #: the order stamp at which each run was first seen (listings and answers)
         self._seen: dict[str, int] = {}
@@ -227,6 +240,43 @@ class SubmitGuard:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def flew(self, model: str, seconds: float) -> None:
+        """A request of ``model`` went and came back in ``seconds`` (sets the pacing)."""
+        durations = self._durations.get(model)
+        if durations is None:
+            durations = self._durations[model] = collections.deque(maxlen=_PACE_FLIGHTS)
+        durations.append(max(seconds, 0.0))
+
+    def spacing(self, model: str) -> float:
+        """How far apart paced submits of ``model`` leave: twice a long recent flight (the
+        second longest of the last 20) plus the margins, so that a run created in one submit's
+        flight is dated outside the next one's (rule 3 then tells them apart). 0 before any
+        flight was seen."""
+        durations = self._durations.get(model)
+        if not durations:
+            return 0.0
+        # The second longest: one slow answer must not slow every later submit.
+        longest = sorted(durations)[-2] if len(durations) > 1 else durations[0]
+        return 2 * longest + 2 * self._margin + _PACE_RESOLUTION
+
+    async def pace(self, model: str, *, tagged: bool) -> None:
+        """With pacing on, wait until an untagged submit of ``model`` may leave. The first one
+        goes alone: its flight sets the spacing of the others."""
+        if not self._pace or tagged:
+            return
+        if not self._durations.get(model):
+            first = self._pace_first.get(model)
+            if first is None:
+                self._pace_first[model] = asyncio.Event()
+                return
+            await first.wait()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        at = max(now, self._next_send.get(model, 0.0))
+        self._next_send[model] = at + self.spacing(model)
+        if at > now:
+            await asyncio.sleep(at - now)
 
     async def _take_snapshot(self, model: str) -> None:
         try:
@@ -292,6 +342,9 @@ class SubmitGuard:
         self._lost[submit.model].append(submit)
 
     def leave(self, ticket: Ticket) -> None:
+        first = self._pace_first.get(ticket.model)
+        if first is not None:
+            first.set()
         flying = self._in_flight[ticket.model]
         flying.discard(ticket)
         if not flying:

@@ -186,6 +186,7 @@ class Session:
             settle_timeout=self._timeouts.total,
             # A careful spell of five rate-limit windows of the submit endpoints.
             cooldown=5 * self.limits.generate.period,
+            pace=self._retries.pace_submits,
         )
         self._rng = random.Random()
 
@@ -542,7 +543,9 @@ class Session:
             attempt += 1
             # Entered after the rate limiter, right before the request leaves: only requests
             # on the wire can lose an answer, and a careful spell must hold back queued ones.
-            ticket = Ticket(guard, model, before_send, payload.get("conversationUUID"))
+            tag = payload.get("conversationUUID")
+            await guard.pace(model, tagged=tag is not None)
+            ticket = Ticket(guard, model, before_send, tag)
             lost: LostSubmit | None = None
             try:
                 try:

@@ -123,7 +123,7 @@ async def library_soak(args: argparse.Namespace) -> dict[str, Any]:
             time_scale=args.scale,
             timeout=ave.Timeouts(total=args.slow / 2),
             poll=ave.PollPolicy(timeout=None),
-            retries=ave.Retries(tag_submits=args.tag),
+            retries=ave.Retries(tag_submits=args.tag, pace_submits=args.pace),
             on_event=count,
         ) as session:
 
@@ -201,6 +201,7 @@ async def run_cli(
     kill_at: tuple[int, float] | None,
     *,
     tag: bool = False,
+    pace: bool = False,
 ) -> tuple[int, str]:
     """Run the batch once; ``kill_at=(paid, extra)``: SIGKILL it ``extra`` seconds after the
     ledger holds ``paid`` more submits than at the start (if it is still running then)."""
@@ -222,6 +223,7 @@ async def run_cli(
         str(scale),
         "--json",
         *(["--tag-submits"] if tag else []),
+        *(["--pace-submits"] if pace else []),
         cwd=workdir,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -262,12 +264,16 @@ async def crash_trial(args: argparse.Namespace, trial: int) -> dict[str, Any]:
             for _ in range(rng.randint(1, 3)):
                 # Anywhere: between submits, while jobs run, while results are written.
                 kill_at = (rng.randint(0, args.lines // 2), rng.uniform(0.0, 0.3))
-                code, _output = await run_cli(emu, workdir, args.scale, kill_at, tag=args.tag)
+                code, _output = await run_cli(
+                    emu, workdir, args.scale, kill_at, tag=args.tag, pace=args.pace
+                )
                 kills += code == -signal.SIGKILL
             runs = 0
             while True:
                 runs += 1
-                code, output = await run_cli(emu, workdir, args.scale, None, tag=args.tag)
+                code, output = await run_cli(
+                    emu, workdir, args.scale, None, tag=args.tag, pace=args.pace
+                )
                 pending = code not in (0, 1) or _unfinished(output)
                 if not pending or runs == 5:
                     break
@@ -371,7 +377,7 @@ async def distinct_run(args: argparse.Namespace, seed: int, created_at: Any) -> 
             # A limiter of its own: seeds run one after another and must not share a budget.
             limiter=ave.RateLimiter(ave.Limits().scaled(scale)),
             poll=ave.PollPolicy(timeout=None),
-            retries=ave.Retries(tag_submits=args.tag),
+            retries=ave.Retries(tag_submits=args.tag, pace_submits=args.pace),
         ) as session:
             submitted = await asyncio.gather(
                 *(session.submit(request) for request in requests), return_exceptions=True
@@ -499,6 +505,8 @@ async def distinct_soak(args: argparse.Namespace) -> int:
     )
     if args.tag:
         print("  Retries(tag_submits=True): a conversationUUID per source-video submit")
+    if args.pace:
+        print("  Retries(pace_submits=True): untagged submits of a model two round trips apart")
     rows = []
     for n, seed in enumerate(args.seeds):
         created_at = "missing" if n == len(args.seeds) - 1 else "exact"
@@ -524,6 +532,11 @@ async def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--clock-skew", type=float, default=0.0, help="distinct: the server clock's lead, s"
+    )
+    parser.add_argument(
+        "--pace",
+        action="store_true",
+        help="Retries(pace_submits=True): untagged submits of a model two round trips apart",
     )
     parser.add_argument(
         "--tag",

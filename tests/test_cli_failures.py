@@ -500,7 +500,8 @@ def test_main_leaves_the_logger_as_it_found_it(tmp_path, monkeypatch, capsys):
 
 async def test_tag_submits_flag_tags_batch_lines_and_single_extends(emu, tmp_path):
     """--tag-submits gives each source-video submit a conversationUUID of its own (a batch
-    line's derived from its entry, so a rerun knows it); without it none is sent."""
+    line's derived from its entry, so a rerun knows it); without it none is sent (a paced
+    extend, --pace-submits, carries none either)."""
     write_jsonl(
         tmp_path / "jobs.jsonl",
         [{**URL_LINE, "prompt": "a"}, {**URL_LINE, "prompt": "b"}],
@@ -510,7 +511,7 @@ async def test_tag_submits_flag_tags_batch_lines_and_single_extends(emu, tmp_pat
     assert done.proc.returncode == 0, done.stderr
     single = await run(emu, "extend", *URL_LINE_ARGS, "--tag-submits", *scale, cwd=tmp_path)
     assert single.proc.returncode == 0, single.stderr
-    plain = await run(emu, "extend", *URL_LINE_ARGS, *scale, cwd=tmp_path)
+    plain = await run(emu, "extend", *URL_LINE_ARGS, "--pace-submits", *scale, cwd=tmp_path)
     assert plain.proc.returncode == 0, plain.stderr
     tags = [emu.created_by(entry.run_id).get("conversationUUID") for entry in emu.ledger]  # type: ignore[union-attr]
     assert len(tags) == 4

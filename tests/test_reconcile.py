@@ -95,6 +95,33 @@ async def test_a_tag_of_the_callers_own_is_kept(make_emulator):
     assert emu.created_by(job.run_id)["conversationUUID"] == "conv-1"  # type: ignore[index]
 
 
+@pytest.mark.parametrize("created_at", ["exact", "missing"])
+async def test_paced_midjourney_extends_lost_together_each_get_their_own_run(
+    make_emulator, created_at
+):
+    """With Retries(pace_submits=True) a burst of Midjourney extends (which cannot carry a tag)
+    leaves two round trips apart, the first alone: two lost answers in it are told apart, with
+    createdAt by their flights and without it by what the listing before each send showed."""
+    emu = await make_emulator(latency=(0.0, 0.002), created_at=created_at, midjourney_runs=2)
+    parents = emu.midjourney_run_ids(emu.api_key)
+    requests = [ave.MidjourneyExtend(parents[n // 4], n % 4) for n in range(8)]
+    retries = ave.Retries(pace_submits=True)
+    async with ave.Session(
+        emu.api_key, base_url=emu.base_url, time_scale=SCALE, retries=retries
+    ) as session:
+        emu.faults.add(Fault("extend", "ambiguous", count=2))
+        jobs = await asyncio.gather(*(session.submit(r) for r in requests))
+    for request, job in zip(requests, jobs, strict=True):
+        made = emu.created_by(job.run_id)
+        assert made is not None
+        assert (made.get("runId") or made.get("taskId"), made["index"]) == (
+            request.run_id,
+            request.index,
+        )
+    assert sum(not e.delivered for e in emu.ledger) == 2
+    assert emu.duplicate_charges() == 0
+
+
 async def test_ambiguous_candidates_can_be_attached_to(make_emulator):
     """The candidates of an AmbiguousSubmitError are jobs to follow: attach and await them."""
     emu = await make_emulator(created_at="missing")
