@@ -739,9 +739,14 @@ class _Runner:
                     await asyncio.gather(submitting, return_exceptions=True)
                     raise
                 # Stopped (Ctrl-C) with the submit on the wire: its answer, not a guess after
-                # a rerun, says which run is this entry's. Wait for it, record it, then stop.
+                # a rerun, says which run is this entry's. Wait for it, record it (and report
+                # its run and the balance it brought), then stop.
                 with contextlib.suppress(Exception):
-                    await self._record(entry, await submitting)
+                    answered = await submitting
+                    await self._record(entry, answered)
+                    self._update(
+                        entry, answered.status.value, answered.run_id, balance=self.balance
+                    )
                 raise
         except _Stopped:
             if sent:  # a resend after its first attempt created nothing: drop that intent
