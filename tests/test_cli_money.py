@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from aiovideoextend._manifest import request_from_fields
-from aiovideoextend.testing import Emulator
+from aiovideoextend.testing import Emulator, Fault
 
 from .test_cli import KEY, SCALE, cli_emulator, results, run, start, until
 
@@ -231,6 +231,23 @@ async def slow_emu():
         run_seconds=(0.0, 1.0),
     ) as emulator:
         yield emulator
+
+
+async def test_ctrl_c_with_every_submit_on_the_wire_still_names_the_balance(emu, tmp_path):
+    """Ctrl-C while all submits wait for their answers: the batch waits for them, and the
+    summary names the jobs running, their precharge and the balance those answers reported."""
+    count = 4
+    emu.faults.add(Fault("generate", "slow", delay=0.5, count=count))
+    write(tmp_path / "jobs.jsonl", [line(n) for n in range(count)])
+    first = await start(emu, "batch", "jobs.jsonl", "--time-scale", str(SCALE), cwd=tmp_path)
+    await until(lambda: emu.stats.requests["generate"] >= count)
+    first.proc.send_signal(signal.SIGINT)
+    assert await first.finish() == 130, first.stderr
+    out = first.stdout
+    assert f"still running on the server: {count} jobs" in out, out
+    balance = re.search(r"remaining balance \$([\d.]+), as last reported by the server", out)
+    assert balance is not None, out
+    assert len(emu.ledger) == count
 
 
 async def test_ctrl_c_summary_states_running_precharged_final_and_balance(slow_emu, tmp_path):
