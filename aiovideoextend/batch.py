@@ -743,10 +743,12 @@ class _Runner:
                 # its run and the balance it brought), then stop.
                 with contextlib.suppress(Exception):
                     answered = await submitting
-                    await self._record(entry, answered)
-                    self._update(
-                        entry, answered.status.value, answered.run_id, balance=self.balance
-                    )
+                    try:
+                        await self._record(entry, answered)
+                    finally:
+                        self._update(
+                            entry, answered.status.value, answered.run_id, balance=self.balance
+                        )
                 raise
         except _Stopped:
             if sent:  # a resend after its first attempt created nothing: drop that intent
@@ -802,21 +804,27 @@ class _Runner:
             self.reserved -= reserve
             self.submitting[request.route].discard(entry)
             self.submit_done.set()
-        precharge = await self._record(entry, job)
+        try:
+            precharge = await self._record(entry, job)
+        except asyncio.CancelledError:
+            # Stopped while the answer was being recorded: still report its run and balance.
+            self._update(entry, job.status.value, job.run_id, balance=self.balance)
+            raise
         self._follow(entry, job, precharge, resumed=False)
 
     async def _record(self, entry: _Entry, job: Job) -> float | None:
-        """A submit's answer: into the journal, and into the spend and balance figures."""
+        """A submit's answer: into the spend and balance figures, and into the journal (the
+        figures first: a Ctrl-C during the journal's write must not lose them)."""
         assert entry.request is not None  # noqa: S101
         submission = job.submission
         precharge = submission.cost if submission is not None else None
-        if self.journal is not None:
-            await self.journal.record_submitted(entry.entry_id, job.run_id, precharge)
         if precharge is not None:
             self.spent += precharge
             self.estimates[entry.request.model] = precharge
         if submission is not None and submission.remaining_balance is not None:
             self.balance = submission.remaining_balance
+        if self.journal is not None:
+            await self.journal.record_submitted(entry.entry_id, job.run_id, precharge)
         return precharge
 
     async def _forget(self, entry: _Entry) -> None:
