@@ -660,7 +660,11 @@ class _Runner:
                         and r.owner != journal.worker_id
                         and (r.owner_alive or r.state == "finished")
                     )
+                # One look serves once: an entry that comes back to the lane (its owner let it
+                # go) is looked at afresh.
+                peeked.discard(entry.entry_id)
                 if entry.entry_id in elsewhere:
+                    elsewhere.discard(entry.entry_id)
                     self._watch(entry)
                     continue
             while self.max_in_flight is not None and self.in_flight >= self.max_in_flight:
