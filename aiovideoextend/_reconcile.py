@@ -26,7 +26,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -119,14 +119,15 @@ class Ticket:
     def lost(
         self, payload: Any, cause: str, exclude: str | None, *, timed_out: bool = False
     ) -> LostSubmit:
-        self.guard.flew(self.model, time.time() - self.sent_at)
+        now = time.time()
+        self.guard.flew(self.model, now - self.sent_at)
         return LostSubmit(
             self.model,
             body_key(payload),  # only now: a payload may hold megabytes of video
             cause,
             sent_seq=self.sent_seq,
             sent_at=self.sent_at,
-            ended_at=time.time(),
+            ended_at=now,
             exclude=exclude,
             timed_out=timed_out,
             conversation=self.conversation,
@@ -172,7 +173,8 @@ class SubmitGuard:
         self._margin = margin
         self._settle_timeout = settle_timeout
         self._cooldown = cooldown
-        self._pace = pace
+        #: untagged submits of a model leave spaced apart (:meth:`pace`)
+        self.pacing: Final = pace
         #: per model: the loop time the next paced submit may leave, recent flight durations
         self._next_send: dict[str, float] = {}
         self._durations: dict[str, collections.deque[float]] = {}
@@ -243,6 +245,8 @@ class SubmitGuard:
 
     def flew(self, model: str, seconds: float) -> None:
         """A request of ``model`` went and came back in ``seconds`` (sets the pacing)."""
+        if not self.pacing:
+            return
         durations = self._durations.get(model)
         if durations is None:
             durations = self._durations[model] = collections.deque(maxlen=_PACE_FLIGHTS)
@@ -260,11 +264,9 @@ class SubmitGuard:
         longest = sorted(durations)[-2] if len(durations) > 1 else durations[0]
         return 2 * longest + 2 * self._margin + _PACE_RESOLUTION
 
-    async def pace(self, model: str, *, tagged: bool) -> None:
-        """With pacing on, wait until an untagged submit of ``model`` may leave. The first one
-        goes alone: its flight sets the spacing of the others."""
-        if not self._pace or tagged:
-            return
+    async def pace(self, model: str) -> None:
+        """Wait until a paced (untagged) submit of ``model`` may leave. The first one goes
+        alone: its flight sets the spacing of the others."""
         if not self._durations.get(model):
             first = self._pace_first.get(model)
             if first is None:
@@ -342,8 +344,7 @@ class SubmitGuard:
         self._lost[submit.model].append(submit)
 
     def leave(self, ticket: Ticket) -> None:
-        first = self._pace_first.get(ticket.model)
-        if first is not None:
+        if self.pacing and (first := self._pace_first.get(ticket.model)) is not None:
             first.set()
         flying = self._in_flight[ticket.model]
         flying.discard(ticket)

@@ -544,7 +544,8 @@ class Session:
             # Entered after the rate limiter, right before the request leaves: only requests
             # on the wire can lose an answer, and a careful spell must hold back queued ones.
             tag = payload.get("conversationUUID")
-            await guard.pace(model, tagged=tag is not None)
+            if guard.pacing and tag is None:
+                await guard.pace(model)
             ticket = Ticket(guard, model, before_send, tag)
             lost: LostSubmit | None = None
             try:

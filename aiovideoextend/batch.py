@@ -88,8 +88,9 @@ ExtendRequest = MidjourneyExtend | SourceExtend
 #: Errors every line would meet the same way (server unreachable, not NanoGPT, key rejected):
 #: they stop the whole batch at once and ``run_batch`` raises them.
 _STOPS_BATCH: Final = (APIConnectionError, EndpointNotFoundError, AuthenticationError)
-#: entries of a shared journal looked up at once before the lane submits them
-_PEEK: Final = 31
+#: shared journals: entries looked up at once before a lane submits them, and the most submits a
+#: lane has queued at a time (so that a look is still fresh when their slots come)
+_LOOK_AHEAD: Final = 31
 _STORED: Final = ("status", "model", "run_id", "video_url", "error", "cost", "precharge")
 
 
@@ -634,37 +635,20 @@ class _Runner:
         (the session matches lost answers to their runs; a journal records each intent right
         before its submit leaves). With a spend guard they go one at a time."""
         lane = self.lanes[model]
-        journal = self.journal
-        shared = journal is not None and journal.shared
-        peeked: set[str] = set()
-        elsewhere: set[str] = set()
+        shared = self.journal is not None and self.journal.shared
+        #: entry id -> claimed by another live worker, from one look ahead (each serves once)
+        looked: dict[str, bool] = {}
         while lane:
             entry = lane.popleft()
-            if shared and journal is not None:
+            assert entry.request is not None  # noqa: S101  (invalid entries never queue)
+            route = entry.request.route
+            if shared:
                 # Few submits queue at a time, so that the look below is fresh when their slots
                 # come (all of them queued at once would race the other workers for each).
-                route = entry.request.route if entry.request is not None else ""
-                while len(self.submitting[route]) >= _PEEK:
+                while len(self.submitting[route]) >= _LOOK_AHEAD:
                     self.submit_done.clear()
                     await self.submit_done.wait()
-                # Entries another worker has claimed already are watched, not raced for: a lost
-                # race costs a rate-limit slot's round trips. One look covers the next few.
-                if entry.entry_id not in peeked:
-                    ahead = [entry.entry_id, *(e.entry_id for e in itertools.islice(lane, _PEEK))]
-                    peeked.update(ahead)
-                    records = await journal.entries(ahead)
-                    elsewhere.update(
-                        k
-                        for k, r in records.items()
-                        if r.owner is not None
-                        and r.owner != journal.worker_id
-                        and (r.owner_alive or r.state == "finished")
-                    )
-                # One look serves once: an entry that comes back to the lane (its owner let it
-                # go) is looked at afresh.
-                peeked.discard(entry.entry_id)
-                if entry.entry_id in elsewhere:
-                    elsewhere.discard(entry.entry_id)
+                if await self._held_elsewhere(entry, lane, looked):
                     self._watch(entry)
                     continue
             while self.max_in_flight is not None and self.in_flight >= self.max_in_flight:
@@ -684,12 +668,35 @@ class _Runner:
                     continue
                 self.in_flight += 1
                 entry.holds_slot = True
+                self.submitting[route].add(entry)  # until _submit ends
                 if guarded:
                     await self._submit(entry)
                 else:
-                    if shared and entry.request is not None:
-                        self.submitting[entry.request.route].add(entry)  # counted from now
                     self._spawn(self._submit(entry))
+
+    async def _held_elsewhere(
+        self, entry: _Entry, lane: Iterable[_Entry], looked: dict[str, bool]
+    ) -> bool:
+        """Whether another live worker of a shared journal claimed the entry already: it is then
+        watched, not raced for (a lost race costs a rate-limit slot's round trips). One look
+        covers the next few entries; an entry that comes back to the lane (its owner let it go)
+        is looked at afresh."""
+        held = looked.pop(entry.entry_id, None)
+        if held is not None:
+            return held
+        journal = self.journal
+        assert journal is not None  # noqa: S101
+        ahead = [entry.entry_id, *(e.entry_id for e in itertools.islice(lane, _LOOK_AHEAD))]
+        records = await journal.entries(ahead)
+        for entry_id in ahead:
+            record = records.get(entry_id)
+            looked[entry_id] = (
+                record is not None
+                and record.owner is not None
+                and record.owner != journal.worker_id
+                and (record.owner_alive or record.state == "finished")
+            )
+        return looked.pop(entry.entry_id)
 
     async def _snapshot(self, model: str) -> None:
         """Remember the runs that exist before our first submit of ``model`` (for `_candidates`)."""
@@ -727,7 +734,6 @@ class _Runner:
 
         reserve = self.estimates.get(request.model, 0.0)
         self.reserved += reserve
-        self.submitting[request.route].add(entry)
         sending = request
         tag = _conversation(entry, self.session._retries.tag_submits)
         if tag is not None and isinstance(request, SourceExtend):
