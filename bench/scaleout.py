@@ -59,6 +59,20 @@ def max_in_window(times: list[float], window: float) -> int:
     return best
 
 
+def _figures(
+    emu: Emulator, route: str | None, count: int, period: float
+) -> tuple[float, int, int, int]:
+    """(efficiency, requests, 429s, most in any window) of the arrivals on ``route`` (None:
+    every limited route)."""
+    arrivals = [t for t, name in emu.stats.arrivals if route in (None, name)]
+    return (
+        efficiency(arrivals, count, period),
+        len(arrivals),
+        sum(emu.stats.rate_limited.values()),
+        max_in_window(arrivals, period),
+    )
+
+
 def _emulator(scale: float) -> Emulator:
     # The tests' settings: short jobs, no failures, the limits as a strict sliding window.
     return Emulator(
@@ -98,15 +112,7 @@ async def _limiter_run(url: str, mode: str, processes: int) -> tuple[float, int,
         for worker, code in done:
             if code != 0:
                 raise RuntimeError(worker.stderr.decode())
-        route = "generate" if submit else None
-        arrivals = [t for t, name in emu.stats.arrivals if route in (None, name)]
-        limited = sum(emu.stats.rate_limited.values())
-    return (
-        efficiency(arrivals, count, period),
-        len(arrivals),
-        limited,
-        max_in_window(arrivals, period),
-    )
+    return _figures(emu, "generate" if submit else None, count, period)
 
 
 async def _cli_run(url: str, processes: int) -> tuple[float, int, int, int]:
@@ -129,14 +135,7 @@ async def _cli_run(url: str, processes: int) -> tuple[float, int, int, int]:
         for worker, code in done:
             if code != 0:
                 raise RuntimeError(worker.stderr)
-        arrivals = [t for t, name in emu.stats.arrivals if name == "generate"]
-        limited = sum(emu.stats.rate_limited.values())
-    return (
-        efficiency(arrivals, SUBMIT_COUNT, period),
-        len(arrivals),
-        limited,
-        max_in_window(arrivals, period),
-    )
+    return _figures(emu, "generate", SUBMIT_COUNT, period)
 
 
 RUNS = {

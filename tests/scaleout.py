@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,11 +153,16 @@ async def run_limiter_workers(
             worker.proc.stdin.close()
         codes = await asyncio.gather(*(worker.read(on_line) for worker in workers))
     finally:
-        for worker in workers:
-            if worker.proc.returncode is None:
-                worker.proc.kill()
-                await worker.proc.wait()
+        await _kill_leftovers(workers)
     return list(zip(workers, codes, strict=True))
+
+
+async def _kill_leftovers(workers: Sequence[LimiterWorker | CliWorker]) -> None:
+    """Kill the worker processes still running (a test failed or timed out)."""
+    for worker in workers:
+        if worker.proc.returncode is None:
+            worker.proc.kill()
+            await worker.proc.wait()
 
 
 # --- `aiovideoextend batch --redis` processes -------------------------------------------------
@@ -236,8 +241,5 @@ async def run_cli_workers(
             workers.append(CliWorker(proc, results))
         codes = await asyncio.gather(*(worker.read(on_record) for worker in workers))
     finally:
-        for worker in workers:
-            if worker.proc.returncode is None:
-                worker.proc.kill()
-                await worker.proc.wait()
+        await _kill_leftovers(workers)
     return list(zip(workers, codes, strict=True))
