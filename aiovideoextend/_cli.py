@@ -721,8 +721,9 @@ def _tag_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pace-submits",
         action="store_true",
-        help="send untagged submits of a model (Midjourney extends always) two round trips "
-        "apart, so that lost answers of one burst can be told apart (slower bursts)",
+        help="send untagged submits of a model (Midjourney extends always) one at a time, so "
+        "that lost answers of one burst can be told apart (slower bursts; without it they go "
+        "one at a time only after the server lost or refused one)",
     )
 
 

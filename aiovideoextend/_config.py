@@ -169,10 +169,12 @@ class Retries:
     by ``createdAt`` (see ``docs/reliability.md``). ``tag_submits`` sends a fresh
     ``conversationUUID`` with every source-video submit that has none, so that the run of a
     lost answer is known by its tag where recover echoes it (off by default: the tag files the
-    run under a conversation of that id on NanoGPT's side). ``pace_submits`` spaces the
-    untagged submits of a model (Midjourney extends always) two round trips apart, the first
-    one alone, so that lost answers of one burst are told apart by ``createdAt`` (off by
-    default: a burst of N then takes N-1 spacings to leave).
+    run under a conversation of that id on NanoGPT's side). After a submit of a model fails
+    (a lost answer, a 5xx, a 429, a refused connection) the model's untagged submits go one at
+    a time until 100 in a row got their answer (a careful spell), so that each later lost
+    answer is resolved before the next submit leaves; ``pace_submits`` makes them go one at a
+    time always, so that even the first burst's lost answers are told apart (off by default:
+    a burst then takes one round trip per submit to leave).
     """
 
     attempts: int = attrs.field(default=6, validator=_positive_int)

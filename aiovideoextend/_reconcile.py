@@ -12,8 +12,11 @@ is possible; a lost submit that created nothing may be sent again; the rest rais
 :class:`AmbiguousSubmitError` naming the candidates, which the session keeps following (see
 ``Session.unresolved``). Runs nobody may have created are kept in ``Session.unattributed``.
 
-Without a usable ``createdAt`` the model's submits go one at a time for ``cooldown`` seconds
-after a lost answer, so that each later loss is told apart by the snapshot rule alone.
+After a submit of a model fails in any way (a lost answer, a 5xx, a 429, a refused
+connection), that model's untagged submits go one at a time (a *careful spell*) until
+``CALM`` of them in a row got their answer: each later loss is then resolved before the next
+submit leaves, and told apart by the snapshot rule alone, with or without ``createdAt``.
+``pace=True`` makes every spell last for ever.
 """
 
 from __future__ import annotations
@@ -45,9 +48,8 @@ log = logging.getLogger("aiovideoextend")
 
 #: the most runs recover lists at once
 RECOVER_LIMIT = 50
-#: paced submits: the flights remembered per model, and how coarse createdAt is assumed to be
-_PACE_FLIGHTS = 20
-_PACE_RESOLUTION = 0.001
+#: a careful spell ends after this many submits of the model in a row got their answer
+CALM: Final = 100
 #: answered submits remembered to pin the server's clock (most recent first)
 _FLIGHTS = 2000
 
@@ -102,6 +104,8 @@ class Ticket:
     #: the ``conversationUUID`` the submit carries (None: none)
     conversation: str | None = None
     entered: bool = False
+    #: its answer named its run
+    answered_ok: bool = False
     #: order stamp and our clock when the request left
     sent_seq: int = 0
     sent_at: float = 0.0
@@ -120,7 +124,6 @@ class Ticket:
         self, payload: Any, cause: str, exclude: str | None, *, timed_out: bool = False
     ) -> LostSubmit:
         now = time.time()
-        self.guard.flew(self.model, now - self.sent_at)
         return LostSubmit(
             self.model,
             body_key(payload),  # only now: a payload may hold megabytes of video
@@ -135,9 +138,8 @@ class Ticket:
 
     def answered(self, run_id: str) -> None:
         """The answer named ``run_id``: remember the flight (it pins the server's clock)."""
-        now = time.time()
-        self.guard.answered(run_id, self.sent_at, now)
-        self.guard.flew(self.model, now - self.sent_at)
+        self.answered_ok = True
+        self.guard.answered(run_id, self.sent_at, time.time())
 
     def leave(self) -> None:
         if self.entered:
@@ -173,20 +175,15 @@ class SubmitGuard:
         self._margin = margin
         self._settle_timeout = settle_timeout
         self._cooldown = cooldown
-        #: untagged submits of a model leave spaced apart (:meth:`pace`)
+        #: untagged submits of a model always go one at a time (a spell without end)
         self.pacing: Final = pace
-        #: per model: the loop time the next paced submit may leave, recent flight durations
-        self._next_send: dict[str, float] = {}
-        self._durations: dict[str, collections.deque[float]] = {}
-        #: set when the first paced submit of a model is back (its flight is known)
-        self._pace_first: dict[str, asyncio.Event] = {}
         self._stamps = itertools.count(1)
         #: the order stamp at which each run was first seen (listings and answers)
         self._seen: dict[str, int] = {}
         #: answered submits: run id -> (our clock when sent, when answered)
         self._flights: collections.OrderedDict[str, tuple[float, float]] = collections.OrderedDict()
-        #: loop time until which a model's submits go one at a time
-        self._careful_until: dict[str, float] = {}
+        #: per model in a careful spell: its submits answered in a row since it began
+        self._calm: dict[str, int] = {}
         self._in_flight: dict[str, set[Ticket]] = collections.defaultdict(set)
         self._idle: dict[str, asyncio.Event] = {}
         self._gates: dict[str, asyncio.Event] = {}
@@ -243,43 +240,6 @@ class SubmitGuard:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def flew(self, model: str, seconds: float) -> None:
-        """A request of ``model`` went and came back in ``seconds`` (sets the pacing)."""
-        if not self.pacing:
-            return
-        durations = self._durations.get(model)
-        if durations is None:
-            durations = self._durations[model] = collections.deque(maxlen=_PACE_FLIGHTS)
-        durations.append(max(seconds, 0.0))
-
-    def spacing(self, model: str) -> float:
-        """How far apart paced submits of ``model`` leave: twice a long recent flight (the
-        second longest of the last 20) plus the margins, so that a run created in one submit's
-        flight is dated outside the next one's (rule 3 then tells them apart). 0 before any
-        flight was seen."""
-        durations = self._durations.get(model)
-        if not durations:
-            return 0.0
-        # The second longest: one slow answer must not slow every later submit.
-        longest = sorted(durations)[-2] if len(durations) > 1 else durations[0]
-        return 2 * longest + 2 * self._margin + _PACE_RESOLUTION
-
-    async def pace(self, model: str) -> None:
-        """Wait until a paced (untagged) submit of ``model`` may leave. The first one goes
-        alone: its flight sets the spacing of the others."""
-        if not self._durations.get(model):
-            first = self._pace_first.get(model)
-            if first is None:
-                self._pace_first[model] = asyncio.Event()
-                return
-            await first.wait()
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        at = max(now, self._next_send.get(model, 0.0))
-        self._next_send[model] = at + self.spacing(model)
-        if at > now:
-            await asyncio.sleep(at - now)
-
     async def _take_snapshot(self, model: str) -> None:
         try:
             runs = await self._list_before(model)
@@ -304,17 +264,12 @@ class SubmitGuard:
         return event
 
     def _careful(self, model: str) -> bool:
-        until = self._careful_until.get(model)
-        if until is None:
-            return False
-        if asyncio.get_running_loop().time() < until:
-            return True
-        del self._careful_until[model]
-        return False
+        return self.pacing or model in self._calm
 
     async def ready(self, model: str) -> None:
         """Wait until a submit of ``model`` may leave: no reconciliation of it under way, and in
-        a careful spell, no other submit of it on the wire."""
+        a careful spell, no other submit of it on the wire (a tagged one only waits for the
+        gate, but this does not know which it is: it waits for both)."""
         while True:
             gate = self._event(self._gates, model)
             if not gate.is_set():
@@ -330,7 +285,8 @@ class SubmitGuard:
         model = ticket.model
         if not self._event(self._gates, model).is_set():
             return False
-        if self._careful(model) and self._in_flight[model]:
+        if ticket.conversation is None and self._careful(model) and self._in_flight[model]:
+            # Tagged submits are told apart by their tags and need no spell.
             return False
         ticket.sent_seq = self.stamp()
         ticket.sent_at = time.time()
@@ -344,13 +300,20 @@ class SubmitGuard:
         self._lost[submit.model].append(submit)
 
     def leave(self, ticket: Ticket) -> None:
-        if self.pacing and (first := self._pace_first.get(ticket.model)) is not None:
-            first.set()
-        flying = self._in_flight[ticket.model]
+        model = ticket.model
+        if not ticket.answered_ok:
+            # Lost, refused, a 5xx: the server is in trouble, and the next losses should be
+            # told apart by what is listed before each send.
+            self._calm[model] = 0
+        elif model in self._calm:
+            self._calm[model] += 1
+            if self._calm[model] >= CALM:
+                del self._calm[model]
+        flying = self._in_flight[model]
         flying.discard(ticket)
         if not flying:
-            del self._in_flight[ticket.model]
-            self._event(self._idle, ticket.model).set()
+            del self._in_flight[model]
+            self._event(self._idle, model).set()
 
     # -- resolving --------------------------------------------------------------------------
 
@@ -429,9 +392,6 @@ class SubmitGuard:
             listing_full=listing_full,
             reach=listing.claimed,
         )
-        if offset is None or not listing.dated:
-            # Without a clock to tell flights apart, later losses are kept apart in time.
-            self._careful_until[model] = now + self._cooldown
         self._report(model, matching.unattributed, by_id)
         for submit in lost:
             submit.resolved = True

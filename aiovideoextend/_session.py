@@ -543,10 +543,7 @@ class Session:
             attempt += 1
             # Entered after the rate limiter, right before the request leaves: only requests
             # on the wire can lose an answer, and a careful spell must hold back queued ones.
-            tag = payload.get("conversationUUID")
-            if guard.pacing and tag is None:
-                await guard.pace(model)
-            ticket = Ticket(guard, model, before_send, tag)
+            ticket = Ticket(guard, model, before_send, payload.get("conversationUUID"))
             lost: LostSubmit | None = None
             try:
                 try:

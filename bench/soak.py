@@ -506,7 +506,7 @@ async def distinct_soak(args: argparse.Namespace) -> int:
     if args.tag:
         print("  Retries(tag_submits=True): a conversationUUID per source-video submit")
     if args.pace:
-        print("  Retries(pace_submits=True): untagged submits of a model two round trips apart")
+        print("  Retries(pace_submits=True): untagged submits of a model one at a time")
     rows = []
     for n, seed in enumerate(args.seeds):
         created_at = "missing" if n == len(args.seeds) - 1 else "exact"
@@ -536,7 +536,7 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pace",
         action="store_true",
-        help="Retries(pace_submits=True): untagged submits of a model two round trips apart",
+        help="Retries(pace_submits=True): untagged submits of a model one at a time",
     )
     parser.add_argument(
         "--tag",

@@ -172,11 +172,12 @@ async def test_lost_answers_among_concurrent_submits_get_their_own_runs(
     assert emu.duplicate_charges() == 0
 
 
+@pytest.mark.parametrize("created_at", ["missing", "exact"])
 @pytest.mark.parametrize("lost", ["ambiguous", "malformed_json"])
-async def test_without_created_at_submits_go_one_at_a_time_after_a_loss(make_emulator, lost):
-    """No createdAt to tell flights apart: after a lost answer the model's submits go one at a
-    time for a while, so that each later loss is matched to its own run."""
-    emu = await make_emulator(created_at="missing")
+async def test_after_a_loss_submits_go_one_at_a_time(make_emulator, lost, created_at):
+    """After a lost answer the model's submits go one at a time for a while (a careful spell),
+    so that each later loss is matched to its own run, with or without createdAt."""
+    emu = await make_emulator(created_at=created_at)
     async with ave.Session(emu.api_key, base_url=emu.base_url, time_scale=SCALE) as session:
         emu.faults.add(Fault("generate", lost, count=1))
         first = await session.extend("veo3-1-extend", "first", video_url=MP4_URL)

@@ -9,6 +9,7 @@ import asyncio
 import pytest
 
 import aiovideoextend as ave
+from aiovideoextend._reconcile import CALM
 from aiovideoextend.testing import Emulator, Fault
 
 from .conftest import SCALE
@@ -100,8 +101,8 @@ async def test_paced_midjourney_extends_lost_together_each_get_their_own_run(
     make_emulator, created_at
 ):
     """With Retries(pace_submits=True) a burst of Midjourney extends (which cannot carry a tag)
-    leaves two round trips apart, the first alone: two lost answers in it are told apart, with
-    createdAt by their flights and without it by what the listing before each send showed."""
+    leaves one at a time, even before anything failed: two lost answers in it are told apart by
+    what the listing before each send showed, with createdAt or without it."""
     emu = await make_emulator(latency=(0.0, 0.002), created_at=created_at, midjourney_runs=2)
     parents = emu.midjourney_run_ids(emu.api_key)
     requests = [ave.MidjourneyExtend(parents[n // 4], n % 4) for n in range(8)]
@@ -171,3 +172,37 @@ async def test_a_late_creation_is_named_not_adopted(make_emulator):
     assert job.run_id != late[0]
     assert prompts_of(emu, others) == [f"after {n}" for n in range(3)]
     assert emu.duplicate_charges() == 1  # the documented unsafe case: paid twice
+
+
+async def test_a_503_starts_a_careful_spell_that_ends_after_calm_answers(
+    emu: Emulator, make_session
+):
+    """A 503 creates nothing, but it shows the server in trouble: the model's next submits go
+    one at a time, so that two answers then lost in one burst are each matched to their own
+    run. Once CALM submits in a row got their answer the spell ends and a burst leaves
+    together again."""
+    first_answer: list[int] = []
+
+    def on_event(event: ave.Event) -> None:
+        if event.kind is ave.EventKind.SUBMITTED and not first_answer:
+            first_answer.append(emu.stats.requests["generate"])
+
+    async with make_session() as session:
+        emu.faults.add(Fault("generate", "server_error", status=503, count=1))
+        await session.extend(MODEL, "after a 503", video_url=MP4_URL)
+        emu.faults.add(Fault("generate", "ambiguous", count=2))
+        prompts = [f"careful {n}" for n in range(6)]
+        jobs = await asyncio.gather(*(session.extend(MODEL, p, video_url=MP4_URL) for p in prompts))
+        assert prompts_of(emu, jobs) == prompts
+        # CALM answers in a row (the burst's last loss came before them) end the spell.
+        for n in range(CALM):
+            await session.extend(MODEL, f"calm {n}", video_url=MP4_URL)
+        emu.faults.add(Fault("generate", "slow", count=8, delay=0.05))
+        session.add_event_hook(on_event)
+        before = emu.stats.requests["generate"]
+        await asyncio.gather(
+            *(session.extend(MODEL, f"burst {n}", video_url=MP4_URL) for n in range(8))
+        )
+    assert first_answer == [before + 8]
+    assert sum(emu.stats.rate_limited.values()) == 0
+    assert emu.duplicate_charges() == 0
