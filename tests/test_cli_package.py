@@ -5,9 +5,12 @@ interrupt, and the parsed arguments are never changed."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import subprocess
 import sys
 import textwrap
+import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -98,6 +101,13 @@ def test_without_rich_a_terminal_gets_plain_lines(monkeypatch):
     """make_display falls back to the plain display when rich cannot be imported."""
     monkeypatch.setitem(sys.modules, "rich.console", None)
     assert isinstance(make_display(Tally(total=1), json_output=False), PlainDisplay)
+
+
+def test_the_console_script_is_the_packages_main():
+    """pyproject's [project.scripts] entry resolves to the same main() as ``-m aiovideoextend``."""
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    module, _, name = pyproject["project"]["scripts"]["aiovideoextend"].partition(":")
+    assert getattr(importlib.import_module(module), name) is main
 
 
 def _outcomes(*statuses: str) -> list[BatchOutcome]:

@@ -157,8 +157,8 @@ async def _account(
     results: ResultsFile | None,
     display: Display,
 ) -> Leftovers:
-    """From the journal, after a run: the jobs still running and their precharge (for the
-    summary), and the paid runs of requests no longer in the manifest (into the results)."""
+    """From the journal, after a run: what is left for the summary (returned), and the paid
+    runs of requests no longer in the manifest (into the results)."""
     entries = await _journal_entries(journal)
     ids = {entry_id: line.line for entry_id, line in zip(_entry_ids(lines), lines, strict=True)}
     ids.pop("", None)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiovideoextend._journal import Journal
 from aiovideoextend._manifest import request_from_fields
+from aiovideoextend._requests import OPTION_FIELDS
 from aiovideoextend._resolve import resolve_line
 from aiovideoextend.exceptions import InvalidRequestError, JobError, JobTimeoutError, JournalError
 
@@ -35,23 +36,9 @@ __all__ = ["cmd_download", "cmd_emulator", "cmd_extend", "cmd_resolve", "cmd_sta
 
 #: the ``extend`` options that are the request's fields
 _REQUEST_FIELDS = (
-    "run_id",
-    "index",
-    "model",
-    "prompt",
-    "video_url",
-    "video_file",
-    "video_data_url",
-    "video_attachment_id",
-    "video",
-    "duration",
-    "resolution",
-    "seed",
-    "negative_prompt",
-    "aspect_ratio",
-    "conversation_uuid",
-    "generate_audio",
-    "mode",
+    *("run_id", "index", "model", "prompt"),
+    *("video_url", "video_file", "video_data_url", "video_attachment_id", "video"),
+    *OPTION_FIELDS,
 )
 
 
