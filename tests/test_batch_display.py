@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 import json
 
-from aiovideoextend._progress import JsonDisplay, PlainDisplay, Tally, make_display
-from aiovideoextend._results import ResultsFile
 from aiovideoextend.batch import BatchOutcome, BatchUpdate
+from aiovideoextend.cli._progress import JsonDisplay, PlainDisplay, Tally, make_display
+from aiovideoextend.cli._results import ResultsFile
 from aiovideoextend.models import Event, EventKind
 
 
@@ -97,7 +97,7 @@ def test_rich_display_shows_bar_counts_wait_failures_and_summary(capsys):
     and a summary table with cost, balance and the lines that did not complete."""
     from rich.console import Console
 
-    from aiovideoextend._progress import RichDisplay
+    from aiovideoextend.cli._progress import RichDisplay
 
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, width=120, color_system=None)

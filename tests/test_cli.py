@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from aiovideoextend._cli import build_parser
+from aiovideoextend.cli import build_parser
 from aiovideoextend.testing import Emulator
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from aiovideoextend import __version__
-from aiovideoextend._cli import build_parser, main
+from aiovideoextend.cli import build_parser, main
 from aiovideoextend.testing import Emulator, Fault
 
 from .mp4util import make_mp4

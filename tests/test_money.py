@@ -10,10 +10,10 @@ import pytest
 
 import aiovideoextend as ave
 from aiovideoextend._journal import Journal
-from aiovideoextend._progress import PlainDisplay, Tally, summary_lines
 from aiovideoextend._resolve import resolve_line
-from aiovideoextend._results import ResultsFile
 from aiovideoextend.batch import BatchOutcome, BatchUpdate, run_batch
+from aiovideoextend.cli._progress import PlainDisplay, Tally, summary_lines
+from aiovideoextend.cli._results import ResultsFile
 
 if TYPE_CHECKING:
     from pathlib import Path

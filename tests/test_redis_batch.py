@@ -381,7 +381,7 @@ async def test_cli_redis_usage_errors(tmp_path, redis_url):  # noqa: F811
 
 
 def test_resume_command_hides_a_redis_password():
-    from aiovideoextend._cli import _hide_password
+    from aiovideoextend.cli._context import hide_password as _hide_password
 
     assert _hide_password("redis://:s3cret@h:6379/0") == "redis://:***@h:6379/0"
     assert _hide_password("redis://u:s3cret@h/0") == "redis://u:***@h/0"

@@ -212,7 +212,7 @@ def test_plain_http_to_a_remote_host_is_refused_from_arguments_and_environment(u
 
 def test_cli_refuses_plain_http_to_a_remote_host(tmp_path, monkeypatch, capsys):
     """The command exits 2 with the reason; nothing is sent."""
-    from aiovideoextend._cli import main
+    from aiovideoextend.cli import main
 
     (tmp_path / "m.jsonl").write_text('{"run_id": "vid_a", "index": 0}\n')
     monkeypatch.setenv("NANOGPT_API_KEY", KEY)

@@ -2,138 +2,36 @@
 
 Three displays share one :class:`Tally`: rich progress bars on a terminal, plain log lines
 otherwise, and JSON lines with ``--json``. Progress goes to stderr; the summary (or the JSON)
-to stdout, so ``aiovideoextend batch jobs.jsonl > summary.txt`` still shows the bars.
+to stdout, so ``aiovideoextend batch jobs.jsonl > summary.txt`` still shows the bars. Rich (the
+``[cli]`` extra) is imported only when a terminal shows the bars.
 """
 
 from __future__ import annotations
 
-import collections
 import json
-import re
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-import attrs
+from aiovideoextend.models import Event, EventKind
 
-from .models import Event, EventKind
+from ._tally import SUBMITTED, Tally, kind_of, lines_text, summary_lines, what_of
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.progress import Progress, TaskID
 
-    from .batch import BatchOutcome, BatchUpdate
+    from aiovideoextend._results import BatchOutcome, BatchUpdate
 
-__all__ = ["Display", "JsonDisplay", "PlainDisplay", "RichDisplay", "Tally", "make_display"]
-
-#: The live states in display order, with their labels.
-_LIVE: Final = {
-    "queued": "queued",
-    "waiting": "waiting for rate limit",
-    "submitting": "submitting",
-    "pending": "submitted",
-    "processing": "processing",
-    "downloading": "downloading",
-}
-_SUBMITTED: Final = frozenset({"pending", "processing", "downloading"})
-
-
-@attrs.define
-class Tally:
-    """The state of every request, the finished outcomes, money."""
-
-    total: int = 0
-    state: dict[int, str] = attrs.field(factory=dict)
-    outcomes: list[BatchOutcome] = attrs.field(factory=list)
-    balance: float | None = None
-    started: float = attrs.field(factory=time.monotonic)
-    #: set when the batch was stopped (Ctrl-C) before every line ended
-    interrupted: bool = False
-    #: from the journal after the run: jobs submitted and not ended (still running on the
-    #: server as far as anyone saw), what they were precharged, and submits whose answer was
-    #: never recorded (the next run reconciles them)
-    running: int | None = None
-    precharged: float = 0.0
-    unanswered: int = 0
-    #: lines with no outcome and nothing in the journal (never submitted)
-    not_started: int | None = None
-
-    def update(self, update: BatchUpdate) -> None:
-        self.state[update.index] = update.state
-        if update.balance is not None:
-            self.balance = update.balance
-
-    def outcome(self, outcome: BatchOutcome) -> None:
-        self.state[outcome.index] = outcome.status
-        self.outcomes.append(outcome)
-
-    def counts(self) -> collections.Counter[str]:
-        return collections.Counter(self.state.values())
-
-    @property
-    def done(self) -> int:
-        return len(self.outcomes)
-
-    @property
-    def cost(self) -> float:
-        """The final cost of the completed lines."""
-        return sum(o.cost or 0.0 for o in self.outcomes if o.status == "completed")
-
-    def not_completed(self) -> list[str]:
-        """One row per status for the lines that did not complete (by line number; the reason
-        too when all of them share it), for the summary."""
-        by_status: dict[str, list[BatchOutcome]] = {}
-        for o in sorted(self.outcomes, key=lambda o: o.index):
-            if o.status != "completed" or o.error:
-                by_status.setdefault(o.status, []).append(o)
-        rows = []
-        for status, group in by_status.items():
-            errors = {_kind(o)[1] for o in group}
-            shared = errors.pop() if len(errors) == 1 and len(group) > 1 else None
-            what, reason = _what(status, shared)
-            if status == "skipped" and any(
-                not (o.error or "").startswith("not submitted: ") for o in group
-            ):
-                what = status
-            count = f"{len(group)} line{'s' if len(group) > 1 else ''}"
-            rows.append(f"{count} {what} ({_lines(group)})" + (f": {reason}" if reason else ""))
-        return rows
-
-    def counts_line(self) -> str:
-        counts = self.counts()
-        parts = [f"{label} {counts[state]}" for state, label in _LIVE.items() if counts[state]]
-        finals = sorted((s, n) for s, n in counts.items() if s not in _LIVE)
-        parts += [f"{state} {count}" for state, count in finals]
-        return " · ".join(parts) or "starting"
-
-    def summary(self) -> dict[str, Any]:
-        by_status = collections.Counter(o.status for o in self.outcomes)
-        running = self.running
-        if running is None:
-            running = sum(1 for state in self.state.values() if state in _SUBMITTED)
-        return {
-            "total": self.total,
-            "interrupted": self.interrupted,
-            "counts": dict(sorted(by_status.items())),
-            #: the final cost of the completed lines
-            "cost": round(self.cost, 6),
-            #: jobs still running on the server, and what they were precharged
-            "running": running,
-            "precharged": round(self.precharged, 6),
-            "unanswered": self.unanswered,
-            "not_started": (
-                max(0, self.total - self.done - running - self.unanswered)
-                if self.not_started is None
-                else self.not_started
-            ),
-            #: as the server last reported it with a submit (after precharges, before refunds)
-            "balance": self.balance,
-            "failures": [
-                {"line": o.line, "status": o.status, "run_id": o.run_id, "error": o.error}
-                for o in sorted(self.outcomes, key=lambda o: o.index)
-                if o.status != "completed" or o.error
-            ],
-        }
+__all__ = [
+    "Display",
+    "JsonDisplay",
+    "PlainDisplay",
+    "RichDisplay",
+    "Tally",
+    "make_display",
+    "summary_lines",
+]
 
 
 class Display:
@@ -161,7 +59,7 @@ class Display:
         """Show an outcome as it ends, once. Identical ones without a run in a row (a stopped
         batch skips every line left) show the first, then one row for the rest."""
         held = self._held
-        if held and _kind(held[0]) == _kind(outcome):
+        if held and kind_of(held[0]) == kind_of(outcome):
             held.append(outcome)
             self._held_done = self.tally.done
             return
@@ -173,9 +71,9 @@ class Display:
     def _flush(self) -> None:
         held, self._held = self._held[1:], []
         if held:
-            what = _what(*_kind(held[0]))[0]
+            what = what_of(*kind_of(held[0]))[0]
             count = f"{len(held)} more line{'s' if len(held) > 1 else ''}"
-            text = f"{count} {what} for the same reason ({_lines(held)})"
+            text = f"{count} {what} for the same reason ({lines_text(held)})"
             self._row(f"{text}  [{self._held_done}/{self.tally.total}]")
 
     def stop(self) -> None: ...
@@ -183,74 +81,6 @@ class Display:
     def summary(self) -> None: ...
 
     def message(self, text: str, **data: Any) -> None: ...
-
-
-def _lines(outcomes: list[BatchOutcome]) -> str:
-    """``line 4``, ``lines 23-150``, ``lines 2, 5, 9-12``."""
-    numbers = [o.line if o.line is not None else o.index + 1 for o in outcomes]
-    spans: list[list[int]] = []
-    for number in sorted(numbers):
-        if spans and number == spans[-1][1] + 1:
-            spans[-1][1] = number
-        else:
-            spans.append([number, number])
-    text = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
-    return ("line " if len(numbers) == 1 else "lines ") + text
-
-
-_REQUEST_ID: Final = re.compile(r"\s*request_id=\S+")
-
-
-def _kind(outcome: BatchOutcome) -> tuple[str, str | None]:
-    """What makes two outcomes the same for a person: the status and the reason, less the
-    server's per-request id."""
-    error = outcome.error
-    return outcome.status, None if error is None else _REQUEST_ID.sub("", error)
-
-
-def _what(status: str, error: str | None) -> tuple[str, str | None]:
-    """How a status reads in a sentence, and the reason without its repeated part."""
-    if status == "skipped" and error is not None and error.startswith("not submitted: "):
-        return "not submitted", error.removeprefix("not submitted: ")
-    if status == "completed":
-        return "completed with an error", error
-    if status == "insufficient_balance":
-        return "refused for insufficient balance", error
-    return status, error
-
-
-def summary_lines(data: dict[str, Any]) -> list[str]:
-    """The human summary: what ended how, what is final, what is still running, the balance."""
-    counts = ", ".join(f"{k} {v}" for k, v in data["counts"].items())
-    head = "interrupted" if data["interrupted"] else "done"
-    total = data["total"]
-    if counts:
-        text = f"{head}: {counts} (of {total} lines)"
-    else:
-        text = f"{head}: no line ended yet (of {total} lines)"
-    completed = data["counts"].get("completed", 0)
-    if completed:
-        text += f"; final cost ${data['cost']:.2f}"
-    out = [text]
-    if data["running"]:
-        out.append(
-            f"still running on the server: {data['running']} jobs, "
-            f"${data['precharged']:.2f} precharged (the final cost is known when they end; "
-            "failed jobs are refunded). Rerun the batch to follow them"
-        )
-    if data["unanswered"]:
-        out.append(
-            f"{data['unanswered']} submits without a recorded answer: the next run checks "
-            "whether they created runs before it submits anything"
-        )
-    if data["interrupted"] and data["not_started"]:
-        out.append(f"not submitted yet: {data['not_started']} lines")
-    if data["balance"] is not None:
-        out.append(
-            f"remaining balance ${data['balance']:.2f}, as last reported by the server "
-            "(after precharges, before refunds)"
-        )
-    return out
 
 
 def _describe(outcome: BatchOutcome) -> str:
@@ -284,7 +114,7 @@ class PlainDisplay(Display):
     def update(self, update: BatchUpdate) -> None:
         previous = self.tally.state.get(update.index)
         super().update(update)
-        if update.state in _SUBMITTED and previous not in _SUBMITTED and update.run_id:
+        if update.state in SUBMITTED and previous not in SUBMITTED and update.run_id:
             if update.detail == "from journal":
                 self._log(f"line {update.line}: following {update.run_id} [from journal]")
             else:
@@ -335,7 +165,7 @@ class JsonDisplay(Display):
         print(json.dumps(record), flush=True)
 
     def outcome(self, outcome: BatchOutcome) -> None:
-        from ._results import result_record  # noqa: PLC0415
+        from aiovideoextend._results import result_record  # noqa: PLC0415
 
         super().outcome(outcome)
         self._write({"event": "outcome", **result_record(outcome)})
