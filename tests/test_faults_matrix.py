@@ -44,9 +44,8 @@ def cells() -> list[Any]:
                     route == "status" and kind in SUBMIT_ONLY
                 ):
                     continue
-                # A status fault's cost is counted in compressed time against DEADLINE (which
-                # job the two slow answers of a burst hit decides whether one runs out of it):
-                # on a fast-forwarded clock that is exact, not up to the machine's load.
+                # A status fault that never stops is counted in compressed time against
+                # DEADLINE: on a fast-forwarded clock that costs no waiting.
                 marks = [pytest.mark.fast_forward] if route == "status" else []
                 params.extend(
                     pytest.param(
@@ -96,9 +95,11 @@ async def test_fault_cell(make_emulator, kind, flow, route, dose):
         base_url=emu.base_url,
         time_scale=SCALE,
         limiter=ave.RateLimiter(ave.Limits().scaled(SCALE)),
-        # Only status faults race the deadline (on a fast-forwarded clock); a submit fault's jobs
-        # are waited for to the end, whatever the machine's load makes of compressed time.
-        poll=ave.PollPolicy(timeout=DEADLINE if route == "status" else None),
+        # Only status faults that never stop race the deadline (on a fast-forwarded clock); the
+        # other cells' jobs are waited for to the end. A burst cell once ran out of the deadline
+        # on a busy machine (1 run in 4): the fast-forwarded clock can jump to the next timer
+        # while an answer is still on its way through the loopback interface.
+        poll=ave.PollPolicy(timeout=DEADLINE if route == "status" and dose == "always" else None),
         timeout=TIMEOUT,
         retries=ave.Retries(attempts=4),
     )
