@@ -1,12 +1,10 @@
-"""One rate-limit budget shared by many processes and hosts, kept in Redis (``[redis]`` extra).
+"""The shared rate limiter (public as :mod:`aiovideoextend.redis_limiter`).
 
-``Session(limiter=RedisRateLimiter("redis://host:6379/0", limits))`` in every worker; see
-``docs/scale-out.md``.
-
-The guarantee is the in-process :class:`~aiovideoextend.SlidingWindow`'s: a slot is taken while
+The guarantee is the in-process sliding window's: a slot is taken while
 its request is in flight and counts until one window after the response, and a request is sent
-only while fewer than ``count`` slots are taken. Every step is one Lua script, so it is atomic
-across workers, and every time in it is the Redis server's ``TIME``: workers' clocks never enter.
+only while fewer than ``count`` slots are taken. Every step is one Lua script
+(``lua/limiter_*.lua``), so it is atomic across workers, and every time in it is the Redis
+server's ``TIME``: workers' clocks never enter.
 The marks are conservative on both sides: a slot is granted (server time) before its request is
 sent, and its end is stamped when the release reaches Redis, after the response came back.
 
@@ -27,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import math
 import random
 import uuid
 import warnings
@@ -38,9 +35,19 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.commands.core import AsyncScript
 
-from ._config import Budget, Limits
-from ._limiter_api import LimiterUnavailableError, WaitHook
-from ._redis_client import check_lease, redis_client, stop_background
+from aiovideoextend._config import Budget, Limits
+from aiovideoextend._limiter_api import LimiterUnavailableError, WaitHook
+
+from .client import (
+    check_lease,
+    check_name,
+    micros,
+    redis_client,
+    renew_every,
+    run_script,
+    script,
+    stop_background,
+)
 
 __all__ = ["LimiterUnavailableError", "RedisRateLimiter", "RedisWindow", "key_prefix"]
 
@@ -54,93 +61,6 @@ _MAX_SLEEP: Final = 2.0
 _MAX_JITTER: Final = 0.002
 #: a waiter looks again after at most this share of the window (cancelled slots free at once)
 _LOOK_AGAIN: Final = 0.1
-
-# Shared prologue: the server's clock, then lapsed leases become ends stamped at their expiry
-# and ends older than one window are forgotten. KEYS[1] inflight, KEYS[2] ends.
-_PROLOGUE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local function fmt(x) return string.format('%.0f', x) end
-local window = tonumber(ARGV[1])
-local lease = tonumber(ARGV[2])
-local ttl = math.ceil((lease + window) / 1000) + 1000
-local lapsed = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', fmt(now), 'WITHSCORES')
-for i = 1, #lapsed, 2 do
-  redis.call('ZADD', KEYS[2], lapsed[i + 1], lapsed[i])
-end
-if #lapsed > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', fmt(now))
-  redis.call('PEXPIRE', KEYS[2], ttl)
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', fmt(now - window))
-"""
-
-# ARGV: window, lease, count, token. Returns {1, 0} when granted, else {0, microseconds to wait}.
-# KEYS[3] pause. With every slot in flight no slot can free sooner than one window from now
-# (it must be released and then count a window), so that is the wait: no polling in between.
-_ACQUIRE = (
-    _PROLOGUE
-    + """
-local paused = tonumber(redis.call('GET', KEYS[3]) or '0')
-if paused > now then
-  return {0, paused - now}
-end
-local used = redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2])
-if used < tonumber(ARGV[3]) then
-  redis.call('ZADD', KEYS[1], fmt(now + lease), ARGV[4])
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  return {1, 0}
-end
-local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-if #first > 0 then
-  return {0, math.max(tonumber(first[2]) + window - now, 1)}
-end
-return {0, window}
-"""
-)
-
-# ARGV: window, lease, token. The end overwrites a lapsed lease's (earlier) expiry stamp.
-_RELEASE = (
-    _PROLOGUE
-    + """
-redis.call('ZREM', KEYS[1], ARGV[3])
-redis.call('ZADD', KEYS[2], fmt(now), ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ttl)
-return 1
-"""
-)
-
-# ARGV: token. A slot never sent frees at once; one that already lapsed keeps its end.
-_CANCEL = """
-return redis.call('ZREM', KEYS[1], ARGV[1])
-"""
-
-# ARGV: lease, tokens... Returns how many of the tokens still had a lease.
-_RENEW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local expiry = string.format('%.0f', now + tonumber(ARGV[1]))
-local renewed = 0
-for i = 2, #ARGV do
-  renewed = renewed + redis.call('ZADD', KEYS[1], 'XX', 'CH', expiry, ARGV[i])
-end
-return renewed
-"""
-
-# ARGV: seconds (microseconds). Only ever extends a pause.
-_PAUSE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local till = now + tonumber(ARGV[1])
-if till > tonumber(redis.call('GET', KEYS[1]) or '0') then
-  redis.call('SET', KEYS[1], string.format('%.0f', till), 'PX', math.ceil(ARGV[1] / 1000) + 1000)
-end
-return 1
-"""
-
-
-def _micros(seconds: float) -> int:
-    return max(1, math.ceil(seconds * 1_000_000))
 
 
 class RedisWindow:
@@ -173,7 +93,7 @@ class RedisWindow:
         self.count: Final = budget.count
         # The same widening as in-process: Redis's clock and the API server's drift apart too.
         self.window: Final = budget.period * (1 + limits.margin) + limits.slack
-        self._window_us = _micros(self.window)
+        self._window_us = micros(self.window)
         tag = f"{{{limiter.prefix}:{name}}}"
         self._keys: Final = (f"{tag}:inflight", f"{tag}:ends", f"{tag}:pause")
         self._limiter = limiter
@@ -273,7 +193,7 @@ class RedisWindow:
         """After a 429: no worker sends on this budget for ``seconds`` (from Redis's clock)."""
         self._paused_until = max(self._paused_until, asyncio.get_running_loop().time() + seconds)
         limiter = self._limiter
-        limiter._spawn(limiter._run(limiter._pause, self._keys[2:], (_micros(seconds),)))
+        limiter._spawn(limiter._run(limiter._pause, self._keys[2:], (micros(seconds),)))
 
     def _pop(self) -> str:
         if not self._held:
@@ -320,14 +240,13 @@ class RedisRateLimiter:
         prefix: str = "aiovideoextend",
         lease: float = 30.0,
     ) -> None:
-        if not isinstance(prefix, str) or not prefix or any(c in prefix for c in "{} \n"):
-            raise ValueError(f"prefix must be a non-empty string without braces, got {prefix!r}")
+        check_name("prefix", prefix)
         lease = check_lease(lease)
         self._client, self._own_client = redis_client(redis)
         self.limits: Final = limits or Limits()
         self.prefix: Final = prefix
         self.lease: Final = lease
-        self._lease_us = _micros(lease)
+        self._lease_us = micros(lease)
         self._id = uuid.uuid4().hex[:16]
         self._seq = 0
         self._rng = random.Random()
@@ -337,11 +256,12 @@ class RedisRateLimiter:
         self._finished = False
         self._used = False
         client = self._client
-        self._acquire: Final = client.register_script(_ACQUIRE)
-        self._release: Final = client.register_script(_RELEASE)
-        self._cancel: Final = client.register_script(_CANCEL)
-        self._renew: Final = client.register_script(_RENEW)
-        self._pause: Final = client.register_script(_PAUSE)
+        # The limiter's scripts (lua/limiter_*.lua) read the server's clock first (lua/now.lua).
+        self._acquire: Final = script(client, "now", "limiter_prologue", "limiter_acquire")
+        self._release: Final = script(client, "now", "limiter_prologue", "limiter_release")
+        self._cancel: Final = script(client, "limiter_cancel")
+        self._renew: Final = script(client, "now", "limiter_renew")
+        self._pause: Final = script(client, "now", "limiter_pause")
         self.budgets: Final = {
             name: RedisWindow(self, name, getattr(self.limits, name), self.limits)
             for name in _BUDGETS
@@ -394,12 +314,9 @@ class RedisRateLimiter:
         self._seq += 1
         return f"{self._id}:{self._seq}"
 
-    async def _run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def _run(self, lua: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run one script; a Redis that cannot answer becomes :class:`LimiterUnavailableError`."""
-        try:
-            return await script(keys=keys, args=args)
-        except (redis.exceptions.RedisError, OSError) as exc:
-            raise LimiterUnavailableError(f"the shared rate limiter is unavailable: {exc}") from exc
+        return await run_script(lua, keys, args, LimiterUnavailableError, "the shared rate limiter")
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a release/cancel/pause in the background; :meth:`aclose` waits for it."""
@@ -422,18 +339,22 @@ class RedisRateLimiter:
     def _renew_soon(self) -> None:
         if self._renewer is None or self._renewer.done():
             self._renewer = asyncio.get_running_loop().create_task(
-                self._renew_loop(), name="aiovideoextend-redis-lease"
+                renew_every(self, self.lease / 3, self._renew_all, LimiterUnavailableError),
+                name="aiovideoextend-redis-lease",
             )
 
-    async def _renew_loop(self) -> None:
+    async def _renew_all(self) -> bool:
+        """Renew the leases of every slot held; whether any is still held (else stop)."""
         windows = self.budgets.values()
-        while any(window._held for window in windows):
-            await asyncio.sleep(self.lease / 3)
-            for window in windows:
-                try:
-                    await window._renew()
-                except LimiterUnavailableError as exc:
-                    log.warning("%r: cannot renew leases: %s", self, exc)
+        failed: LimiterUnavailableError | None = None
+        for window in windows:
+            try:
+                await window._renew()
+            except LimiterUnavailableError as exc:
+                failed = exc  # the other budgets' leases still get renewed
+        if failed is not None:
+            raise failed
+        return any(window._held for window in windows)
 
 
 def key_prefix(api_key: str, prefix: str = "aiovideoextend") -> str:

@@ -1,9 +1,4 @@
-"""A batch journal in Redis, shared by every worker of one batch (``[redis]`` extra).
-
-``run_batch(session, requests, journal=RedisJournal(url, batch_id))`` in every worker (or
-``aiovideoextend batch MANIFEST --redis URL`` on every host): the workers split the requests
-between them, and when one dies the others finish its work, without paying twice. See
-``docs/scale-out.md``.
+"""The shared batch journal (public as :mod:`aiovideoextend.redis_journal`).
 
 It keeps the SQLite journal's protocol (intent before a submit, run id after, outcome at the
 end, a global sequence number and snapshots of the runs that existed before a model's first
@@ -16,11 +11,11 @@ submit) and adds ownership:
 * an entry whose owner's lease has lapsed (or that its owner released) can be *adopted* by one
   other worker, again by compare-and-set; only the adopter reconciles or follows it.
 
-Every step is one Lua script (atomic across workers) that reads ``TIME`` itself, so workers'
-clocks never decide who is alive. Per batch, the keys share one hash tag (one cluster slot):
-``seq`` (INCR counter), ``workers``, ``ids`` (set of entry ids), ``entry:<id>`` (a hash per
-entry), ``known:<model>`` (run id -> sequence it was seen at) and ``snap:<model>`` (sequence of
-the first complete snapshot).
+Every step is one Lua script (``lua/journal_*.lua``, atomic across workers); those that ask
+whether a worker is alive read ``TIME`` themselves, so workers' clocks never decide that. Per
+batch, the keys share one hash tag (one cluster slot): ``seq`` (INCR counter), ``workers``,
+``ids`` (set of entry ids), ``entry:<id>`` (a hash per entry), ``known:<model>`` (run id ->
+sequence it was seen at) and ``snap:<model>`` (sequence of the first complete snapshot).
 """
 
 from __future__ import annotations
@@ -28,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import os
 import socket
 import time
@@ -41,160 +35,26 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.commands.core import AsyncScript
 
-from ._journal import JournalEntry, State
-from ._redis_client import check_lease, redis_client, stop_background
-from .exceptions import JournalError
+from aiovideoextend._journal import JournalEntry, State
+from aiovideoextend.exceptions import JournalError
+
+from .client import (
+    check_lease,
+    check_name,
+    micros,
+    redis_client,
+    renew_every,
+    run_script,
+    script,
+    stop_background,
+    unavailable,
+)
 
 __all__ = ["JournalError", "RedisJournal"]
 
 log = logging.getLogger("aiovideoextend")
 
-_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local function alive(worker)
-  if not worker or worker == '' then return false end
-  local expiry = redis.call('ZSCORE', KEYS[1], worker)
-  return expiry ~= false and tonumber(expiry) > now
-end
-"""
-
-# KEYS: workers, seq, ids, entry. ARGV: me, entry id, request key, model, position, time.
-# Returns {1, seq} claimed, {0} held by another worker or finished, {-1} my lease lapsed,
-# {-2} mine and past its intent.
-_INTENT = (
-    _NOW
-    + """
-local me = ARGV[1]
-if not alive(me) then return {-1} end
-local state = redis.call('HGET', KEYS[4], 'state')
-if state then
-  local owner = redis.call('HGET', KEYS[4], 'owner')
-  if owner ~= me or state == 'finished' then return {0} end
-  if state ~= 'intent' then return {-2} end
-end
-local seq = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[4], 'request_key', ARGV[3], 'model', ARGV[4], 'position', ARGV[5],
-  'state', 'intent', 'intent_seq', seq, 'intent_at', ARGV[6], 'owner', me, 'adopted', '0',
-  'updated_at', ARGV[6])
-redis.call('SADD', KEYS[3], ARGV[2])
-return {1, seq}
-"""
-)
-
-# KEYS: seq, entry. ARGV: me, run id, precharge ('' for none), time, answer time ('' for
-# none). 1 done, 0 not my intent.
-_SUBMITTED = """
-if redis.call('HGET', KEYS[2], 'state') ~= 'intent' then return 0 end
-if redis.call('HGET', KEYS[2], 'owner') ~= ARGV[1] then return 0 end
-local seq = redis.call('INCR', KEYS[1])
-redis.call('HSET', KEYS[2], 'state', 'submitted', 'run_id', ARGV[2], 'submitted_seq', seq,
-  'precharge', ARGV[3], 'adopted', '0', 'updated_at', ARGV[4], 'submitted_at', ARGV[5])
-return 1
-"""
-
-# KEYS: entry. ARGV: me, outcome JSON, time. 1 done, 0 not mine.
-_FINISHED = """
-if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'finished', 'outcome', ARGV[2], 'updated_at', ARGV[3])
-return 1
-"""
-
-# KEYS: ids, entry. ARGV: me, entry id.
-_FORGET = """
-if redis.call('HGET', KEYS[2], 'state') ~= 'intent' then return 0 end
-if redis.call('HGET', KEYS[2], 'owner') ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[2])
-redis.call('SREM', KEYS[1], ARGV[2])
-return 1
-"""
-
-# KEYS: entry. ARGV: me.
-_RELEASE = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state or state == 'finished' then return 0 end
-if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'owner', '')
-return 1
-"""
-
-# KEYS: workers, entry. ARGV: me. Returns {1, fields} adopted, {0} not adoptable, {-1} lapsed.
-_ADOPT = (
-    _NOW
-    + """
-local me = ARGV[1]
-if not alive(me) then return {-1} end
-local state = redis.call('HGET', KEYS[2], 'state')
-if not state or state == 'finished' then return {0} end
-local owner = redis.call('HGET', KEYS[2], 'owner')
-if owner ~= me then
-  if alive(owner) then return {0} end
-  redis.call('HSET', KEYS[2], 'owner', me, 'adopted', state == 'intent' and '1' or '0')
-end
-return {1, redis.call('HGETALL', KEYS[2])}
-"""
-)
-
-# KEYS: workers. ARGV: me, lease (microseconds). Lapsed workers are pruned: absent = lapsed.
-_REGISTER = (
-    _NOW
-    + """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now))
-redis.call('ZADD', KEYS[1], string.format('%.0f', now + tonumber(ARGV[2])), ARGV[1])
-return 1
-"""
-)
-
-# KEYS: workers. ARGV: me, lease. 0: the lease had lapsed (others may have adopted entries).
-_RENEW = (
-    _NOW
-    + """
-if not alive(ARGV[1]) then return 0 end
-redis.call('ZADD', KEYS[1], string.format('%.0f', now + tonumber(ARGV[2])), ARGV[1])
-return 1
-"""
-)
-
-# KEYS: seq, known, snap. ARGV: complete ('1'/'0'), run ids...
-_KNOWN = """
-local seq = redis.call('INCR', KEYS[1])
-for i = 2, #ARGV do
-  redis.call('HSETNX', KEYS[2], ARGV[i], seq)
-end
-if ARGV[1] == '1' then redis.call('SETNX', KEYS[3], seq) end
-return seq
-"""
-
-# KEYS: workers, ids. ARGV: entry key prefix, entry ids (none: every entry).
-# Returns {id, fields, owner alive (1/0), ...}.
-_READ = (
-    _NOW
-    + """
-local ids = {}
-if #ARGV > 1 then
-  for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
-else
-  ids = redis.call('SMEMBERS', KEYS[2])
-end
-local living = {}
-local out = {}
-for _, id in ipairs(ids) do
-  local fields = redis.call('HGETALL', ARGV[1] .. id)
-  if #fields > 0 then
-    local owner = redis.call('HGET', ARGV[1] .. id, 'owner')
-    if owner and living[owner] == nil then living[owner] = alive(owner) end
-    out[#out + 1] = id
-    out[#out + 1] = fields
-    out[#out + 1] = (owner and living[owner]) and 1 or 0
-  end
-end
-return out
-"""
-)
-
-
-def _micros(seconds: float) -> int:
-    return max(1, math.ceil(seconds * 1_000_000))
+_WHAT: Final = "the shared journal in Redis"
 
 
 def _text(value: Any) -> str:
@@ -232,12 +92,6 @@ def _entry(entry_id: str, flat: Sequence[Any], alive: bool) -> JournalEntry:
     )
 
 
-def _check_name(what: str, value: object) -> str:
-    if not isinstance(value, str) or not value or any(c in value for c in "{} \n\r\t"):
-        raise ValueError(f"{what} must be a non-empty string without braces, got {value!r}")
-    return value
-
-
 class RedisJournal:
     """The journal of one batch, in Redis, shared by every worker that runs that batch.
 
@@ -265,8 +119,8 @@ class RedisJournal:
         lease: float = 30.0,
         poll_interval: float | None = None,
     ) -> None:
-        _check_name("prefix", prefix)
-        _check_name("batch_id", batch_id)
+        check_name("prefix", prefix)
+        check_name("batch_id", batch_id)
         lease = check_lease(lease)
         self._client, self._own_client = redis_client(redis)
         self.batch_id: Final = batch_id
@@ -275,23 +129,25 @@ class RedisJournal:
         self.poll_interval: Final = (
             min(self.lease / 3, 1.0) if poll_interval is None else float(poll_interval)
         )
-        self._lease_us = _micros(lease)
+        self._lease_us = micros(lease)
         host = socket.gethostname().replace(" ", "_")[:32] or "host"
         self.worker_id: Final = f"{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         tag = f"{{{prefix}:{batch_id}}}"
         self._tag = tag
         self._entry_prefix = f"{tag}:entry:"
         client = self._client
-        self._intent: Final = client.register_script(_INTENT)
-        self._submitted: Final = client.register_script(_SUBMITTED)
-        self._finished: Final = client.register_script(_FINISHED)
-        self._forget: Final = client.register_script(_FORGET)
-        self._release: Final = client.register_script(_RELEASE)
-        self._adopt: Final = client.register_script(_ADOPT)
-        self._register: Final = client.register_script(_REGISTER)
-        self._renew: Final = client.register_script(_RENEW)
-        self._known: Final = client.register_script(_KNOWN)
-        self._read: Final = client.register_script(_READ)
+        # lua/journal_*.lua; those that ask whether a worker is alive read the clock first.
+        alive = ("now", "journal_alive")
+        self._intent: Final = script(client, *alive, "journal_intent")
+        self._submitted: Final = script(client, "journal_submitted")
+        self._finished: Final = script(client, "journal_finished")
+        self._forget: Final = script(client, "journal_forget")
+        self._release: Final = script(client, "journal_release")
+        self._adopt: Final = script(client, *alive, "journal_adopt")
+        self._register: Final = script(client, *alive, "journal_register")
+        self._renew_lua: Final = script(client, *alive, "journal_renew")
+        self._known: Final = script(client, "journal_known")
+        self._read: Final = script(client, *alive, "journal_read")
         self._open_lock = asyncio.Lock()
         self._registered = False
         self._closed = False
@@ -316,7 +172,8 @@ class RedisJournal:
                 )
                 self._registered = True
                 self._renewer = asyncio.get_running_loop().create_task(
-                    self._renew_loop(), name="aiovideoextend-journal-lease"
+                    renew_every(self, self.lease / 3, self._renew, JournalError),
+                    name="aiovideoextend-journal-lease",
                 )
         return self
 
@@ -353,42 +210,33 @@ class RedisJournal:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    async def _run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        try:
-            return await script(keys=keys, args=args)
-        except (redis.exceptions.RedisError, OSError) as exc:
-            raise JournalError(f"the shared journal in Redis is unavailable: {exc}") from exc
+    async def _run(self, lua: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        return await run_script(lua, keys, args, JournalError, _WHAT)
 
-    async def _write(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def _write(self, lua: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run a write to the end even if the caller is cancelled (``aclose`` waits for it)."""
         if not self._registered:
             await self.open()
         if self._closed:
             raise RuntimeError("the RedisJournal is closed")
-        task = asyncio.get_running_loop().create_task(self._run(script, keys, args))
+        task = asyncio.get_running_loop().create_task(self._run(lua, keys, args))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
         return await asyncio.shield(task)
 
-    async def _renew_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease / 3)
-            try:
-                renewed = await self._run(
-                    self._renew, [self._key(":workers")], [self.worker_id, self._lease_us]
-                )
-            except JournalError as exc:
-                log.warning("%r: cannot renew the lease: %s", self, exc)
-                continue
-            if not renewed:
-                self._lapsed = True
-                log.error(
-                    "%r: this worker's lease lapsed (stalled longer than %.3gs?); other workers "
-                    "may take its entries over, so it claims nothing more",
-                    self,
-                    self.lease,
-                )
-                return
+    async def _renew(self) -> bool:
+        """Renew this worker's lease; ``False`` (stop renewing) once it has lapsed."""
+        keys = [self._key(":workers")]
+        if await self._run(self._renew_lua, keys, [self.worker_id, self._lease_us]):
+            return True
+        self._lapsed = True
+        log.error(
+            "%r: this worker's lease lapsed (stalled longer than %.3gs?); other workers "
+            "may take its entries over, so it claims nothing more",
+            self,
+            self.lease,
+        )
+        return False
 
     def _lapsed_error(self) -> JournalError:
         self._lapsed = True
@@ -419,17 +267,13 @@ class RedisJournal:
         return result
 
     async def known_runs(self, model: str) -> dict[str, int]:
-        try:
+        with unavailable(JournalError, _WHAT):
             rows = await self._client.hgetall(self._key(f":known:{model}"))
-        except (redis.exceptions.RedisError, OSError) as exc:
-            raise JournalError(f"the shared journal in Redis is unavailable: {exc}") from exc
         return {_text(run_id): int(seq) for run_id, seq in rows.items()}
 
     async def complete_snapshot_seq(self, model: str) -> int | None:
-        try:
+        with unavailable(JournalError, _WHAT):
             value = await self._client.get(self._key(f":snap:{model}"))
-        except (redis.exceptions.RedisError, OSError) as exc:
-            raise JournalError(f"the shared journal in Redis is unavailable: {exc}") from exc
         return None if value is None else int(value)
 
     async def total_precharge(self) -> float:
