@@ -31,6 +31,7 @@ __all__ = [
     "MIDJOURNEY_MODEL",
     "OPTION_FIELDS",
     "ExtendOptions",
+    "ExtendRequest",
     "MidjourneyExtend",
     "SourceExtend",
     "check_video_file",
@@ -380,4 +381,5 @@ class SourceExtend:
         return _key(described, self.route)
 
 
+#: Either kind of extend request (what ``Session.submit`` and ``run_batch`` take).
 ExtendRequest = MidjourneyExtend | SourceExtend

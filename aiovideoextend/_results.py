@@ -21,7 +21,7 @@ from typing import Any, Final, Self
 
 import attrs
 
-from ._requests import MidjourneyExtend, SourceExtend
+from ._requests import ExtendRequest
 
 __all__ = [
     "FINISHED_STATUSES",
@@ -33,8 +33,6 @@ __all__ = [
     "result_record",
     "write_atomically",
 ]
-
-ExtendRequest = MidjourneyExtend | SourceExtend
 
 #: Statuses that end a request for good; a rerun skips them. The others (``skipped``,
 #: ``insufficient_balance``, ``unfinished``) are picked up again by the next run.
