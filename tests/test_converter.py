@@ -586,18 +586,39 @@ def test_recover_round_trip(status: JobStatus) -> None:
 # --- parse_submission --------------------------------------------------------------------------
 
 
+DOCUMENTED_SUBMIT = {
+    "runId": RUN,
+    "id": RUN,
+    "status": "pending",
+    "model": "veo2-video",
+    "cost": 0.35,
+    "paymentSource": "XNO",
+    "remainingBalance": 12.5,
+    "prechargeLabel": "string",
+}
+MIDJOURNEY_SUBMIT = {
+    "success": True,
+    "runId": RUN,
+    "id": RUN,
+    "taskId": RUN,
+    "status": "pending",
+    "model": "midjourney-video",
+    "message": "Extending video 1 by 5 seconds...",
+    "eta": 60,
+}
+DOCUMENTED_RUN = {
+    "runId": RUN,
+    "id": RUN,
+    "model": "veo3-1-extend",
+    "status": "completed",
+    "createdAt": "2026-02-05T22:41:58Z",
+    "conversationUUID": "conv-1",
+}
+
+
 def test_submission_documented_example() -> None:
     """The documented 202 body maps every field to its snake_case name."""
-    body = {
-        "runId": RUN,
-        "id": RUN,
-        "status": "pending",
-        "model": "veo2-video",
-        "cost": 0.35,
-        "paymentSource": "XNO",
-        "remainingBalance": 12.5,
-        "prechargeLabel": "string",
-    }
+    body = DOCUMENTED_SUBMIT
     assert parse_submission(body, "other") == Submission(
         run_id=RUN,
         model="veo2-video",
@@ -611,16 +632,7 @@ def test_submission_documented_example() -> None:
 
 def test_submission_midjourney_extend_example() -> None:
     """The Midjourney extend body's eta and message are kept; success/taskId are ignored."""
-    body = {
-        "success": True,
-        "runId": RUN,
-        "id": RUN,
-        "taskId": RUN,
-        "status": "pending",
-        "model": "midjourney-video",
-        "message": "Extending video 1 by 5 seconds...",
-        "eta": 60,
-    }
+    body = MIDJOURNEY_SUBMIT
     sub = parse_submission(body, "midjourney-video")
     assert (sub.run_id, sub.eta, sub.message) == (RUN, 60.0, "Extending video 1 by 5 seconds...")
 
@@ -715,18 +727,7 @@ def test_structure_failures_are_decode_errors() -> None:
 
 def test_recover_documented_shape() -> None:
     """The recover list maps runId, model, the lowercase status, createdAt and conversationUUID."""
-    body = {
-        "data": [
-            {
-                "runId": RUN,
-                "id": RUN,
-                "model": "veo3-1-extend",
-                "status": "completed",
-                "createdAt": "2026-02-05T22:41:58Z",
-                "conversationUUID": "conv-1",
-            }
-        ]
-    }
+    body = {"data": [DOCUMENTED_RUN]}
     assert parse_recover(body) == [
         RecoveredRun(
             run_id=RUN,
@@ -767,35 +768,6 @@ def test_recover_without_a_list(body: Any) -> None:
 
 
 # --- the strict converter (a server field the client does not know fails) ----------------------
-
-DOCUMENTED_SUBMIT = {
-    "runId": RUN,
-    "id": RUN,
-    "status": "pending",
-    "model": "veo2-video",
-    "cost": 0.35,
-    "paymentSource": "XNO",
-    "remainingBalance": 12.5,
-    "prechargeLabel": "string",
-}
-MIDJOURNEY_SUBMIT = {
-    "success": True,
-    "runId": RUN,
-    "id": RUN,
-    "taskId": RUN,
-    "status": "pending",
-    "model": "midjourney-video",
-    "message": "Extending video 1 by 5 seconds...",
-    "eta": 60,
-}
-DOCUMENTED_RUN = {
-    "runId": RUN,
-    "id": RUN,
-    "model": "veo3-1-extend",
-    "status": "completed",
-    "createdAt": "2026-02-05T22:41:58Z",
-    "conversationUUID": "conv-1",
-}
 
 
 @pytest.mark.parametrize("body", [DOCUMENTED_SUBMIT, MIDJOURNEY_SUBMIT])
