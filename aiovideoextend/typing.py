@@ -4,8 +4,9 @@
   :class:`~aiovideoextend.RateLimiter` (one process) and
   :class:`~aiovideoextend.redis_limiter.RedisRateLimiter` (many processes and hosts) are two.
 * :class:`JournalStore`: a batch journal for ``run_batch(..., journal=...)``, as
-  :class:`~aiovideoextend.redis_journal.RedisJournal` is one (``run_batch`` also takes a SQLite
-  :class:`aiovideoextend.batch.Journal`); its entries are :class:`aiovideoextend.batch.JournalEntry`.
+  :class:`~aiovideoextend.redis_journal.RedisJournal` is one (``run_batch`` also takes a
+  SQLite :class:`aiovideoextend.batch.Journal`); its entries are
+  :class:`aiovideoextend.batch.JournalEntry`.
 * :data:`ExtendRequest`: either kind of request, for ``Session.submit`` and ``run_batch``.
 * :data:`EventHook`: ``Session(on_event=...)`` and ``Session.add_event_hook``.
 * :data:`WaitHook`: ``Window.acquire(on_wait=...)``, told when a request has to wait for a slot.
