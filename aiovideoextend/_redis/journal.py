@@ -28,7 +28,7 @@ import socket
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Any, Final, Self, cast
 
 import redis.asyncio as aioredis
@@ -268,7 +268,9 @@ class RedisJournal:
 
     async def known_runs(self, model: str) -> dict[str, int]:
         with unavailable(JournalError, _WHAT):
-            rows = await self._client.hgetall(self._key(f":known:{model}"))
+            # redis-py 6+ types a reply as "awaitable or not" (one signature for both clients).
+            reply = self._client.hgetall(self._key(f":known:{model}"))
+            rows = await cast("Awaitable[dict[Any, Any]]", reply)
         return {_text(run_id): int(seq) for run_id, seq in rows.items()}
 
     async def complete_snapshot_seq(self, model: str) -> int | None:
