@@ -257,6 +257,22 @@ def _structure_opt_str(value: Any, _type: type) -> str | None:
     return value if isinstance(value, str) else None
 
 
+#: The records we read: Python name -> wire name, where they differ.
+_RECORD_WIRE_NAMES: Final[Mapping[type, Mapping[str, str]]] = {
+    Submission: {
+        "run_id": "runId",
+        "payment_source": "paymentSource",
+        "remaining_balance": "remainingBalance",
+        "precharge_label": "prechargeLabel",
+    },
+    RecoveredRun: {
+        "run_id": "runId",
+        "created_at": "createdAt",
+        "conversation_uuid": "conversationUUID",
+    },
+}
+
+
 def make_converter(*, strict: bool = False) -> cattrs.Converter:
     """The converter of the records we read. ``strict`` (for tests): any field we do not know
     fails, so a server that sends a new one shows up (ours lets it pass, as the API may grow)."""
@@ -265,27 +281,9 @@ def make_converter(*, strict: bool = False) -> cattrs.Converter:
     conv.register_structure_hook(JobStatus, _structure_status)
     conv.register_structure_hook(float | None, _structure_opt_float)
     conv.register_structure_hook(str | None, _structure_opt_str)
-    conv.register_structure_hook(
-        Submission,
-        make_dict_structure_fn(
-            Submission,
-            conv,
-            run_id=override(rename="runId"),
-            payment_source=override(rename="paymentSource"),
-            remaining_balance=override(rename="remainingBalance"),
-            precharge_label=override(rename="prechargeLabel"),
-        ),
-    )
-    conv.register_structure_hook(
-        RecoveredRun,
-        make_dict_structure_fn(
-            RecoveredRun,
-            conv,
-            run_id=override(rename="runId"),
-            created_at=override(rename="createdAt"),
-            conversation_uuid=override(rename="conversationUUID"),
-        ),
-    )
+    for cls, wire_names in _RECORD_WIRE_NAMES.items():
+        renames: dict[str, Any] = {n: override(rename=wire) for n, wire in wire_names.items()}
+        conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, **renames))
     return conv
 
 
