@@ -1,6 +1,11 @@
 """aiovideoextend: an asyncio client for NanoGPT's video extend API.
 
 Submit paid extend jobs under the documented rate limits, await them, resume them.
+
+``__all__`` is what users call, configure, catch or compare with. The protocols and hook
+types you implement are in :mod:`aiovideoextend.typing`; the batch runner is
+:mod:`aiovideoextend.batch`, the Redis backends :mod:`aiovideoextend.redis_limiter` and
+:mod:`aiovideoextend.redis_journal`, the emulator :mod:`aiovideoextend.testing`.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import exceptions
 from ._config import Budget, Limits, PollPolicy, Retries, Timeouts
 from ._job import USE_POLICY_DEFAULT, Job
-from ._limiter import RateLimiter, SlidingWindow
+from ._limiter import RateLimiter
 from ._logs import setup_from_env as _setup_logging
 from ._requests import (
     EXTEND_MODELS,
@@ -100,13 +105,14 @@ __all__ = [
     "PermissionDeniedError",
     "PollPolicy",
     "RateLimitError",
+    # An implementation, exported on purpose: ``Session(limiter=RateLimiter(limits))`` gives a
+    # session a budget of its own instead of the one shared by the process (docs/limits.md).
     "RateLimiter",
     "RecoveredRun",
     "ResponseDecodeError",
     "Retries",
     "ServerError",
     "Session",
-    "SlidingWindow",
     "SourceExtend",
     "StatusUpdate",
     "Submission",

@@ -1,5 +1,5 @@
-"""Every wire-format rule in one place: camelCase names, both status envelopes, status spellings,
-and the three error envelopes.
+"""Every wire-format rule in one place: the request bodies we send, camelCase names, both status
+envelopes, status spellings, and the three error envelopes.
 
 NanoGPT documents two status bodies for the same endpoint (REFERENCE 6a): the nested UPPERCASE
 ``{"data": {"status": "IN_PROGRESS", "output": {"video": {"url": ...}}}}`` and the OpenAPI's flat
@@ -37,12 +37,18 @@ from .exceptions import (
 from .models import JobStatus, RecoveredRun, StatusUpdate, Submission
 
 __all__ = [
+    "OPTION_WIRE_NAMES",
+    "SOURCE_WIRE_NAMES",
     "converter",
+    "make_converter",
+    "midjourney_body",
     "parse_error",
     "parse_recover",
     "parse_status",
     "parse_submission",
+    "source_body",
     "status_from_wire",
+    "strict_converter",
 ]
 
 log = logging.getLogger("aiovideoextend")
@@ -50,27 +56,15 @@ log = logging.getLogger("aiovideoextend")
 _S = JobStatus
 #: Every status spelling the docs, the OpenAPI file and real clients use, upper-cased.
 _STATUS: Final[Mapping[str, JobStatus]] = {
-    "PENDING": _S.PENDING,
-    "QUEUED": _S.PENDING,
-    "IN_QUEUE": _S.PENDING,
-    "SUBMITTED": _S.PENDING,
-    "NOT_START": _S.PENDING,
-    "WAITING": _S.PENDING,
-    "STARTING": _S.PENDING,
-    "PROCESSING": _S.PROCESSING,
-    "IN_PROGRESS": _S.PROCESSING,
-    "RUNNING": _S.PROCESSING,
-    "GENERATING": _S.PROCESSING,
-    "DELIVERING": _S.PROCESSING,
-    "COMPLETED": _S.COMPLETED,
-    "COMPLETE": _S.COMPLETED,
-    "SUCCEEDED": _S.COMPLETED,
-    "SUCCESS": _S.COMPLETED,
-    "FAILED": _S.FAILED,
-    "FAILURE": _S.FAILED,
-    "ERROR": _S.FAILED,
-    "CANCELED": _S.CANCELLED,
-    "CANCELLED": _S.CANCELLED,
+    spelling: status
+    for status, spellings in (
+        (_S.PENDING, "PENDING QUEUED IN_QUEUE SUBMITTED NOT_START WAITING STARTING"),
+        (_S.PROCESSING, "PROCESSING IN_PROGRESS RUNNING GENERATING DELIVERING"),
+        (_S.COMPLETED, "COMPLETED COMPLETE SUCCEEDED SUCCESS"),
+        (_S.FAILED, "FAILED FAILURE ERROR"),
+        (_S.CANCELLED, "CANCELED CANCELLED"),
+    )
+    for spelling in spellings.split()
 }
 _unknown_logged: set[str] = set()
 # A server that sends a fresh spelling every poll must not grow the set without end.
@@ -205,9 +199,50 @@ def parse_status(body: Any, run_id: str) -> tuple[StatusUpdate, bool]:
     return update, status is not None
 
 
+# --- requests: the bodies we send (validated before, by the request classes) -----------------
+
+#: The source of a source-video extend: Python name -> wire name (a file goes as a data URL).
+SOURCE_WIRE_NAMES: Final[Mapping[str, str]] = {
+    "video_url": "videoUrl",
+    "video_file": "videoDataUrl",
+    "video_data_url": "videoDataUrl",
+    "video_attachment_id": "videoAttachmentId",
+    "video": "video",
+}
+#: Documented optional fields of ``POST generate-video``: Python name -> wire name (the API
+#: mixes snake_case and camelCase).
+OPTION_WIRE_NAMES: Final[Mapping[str, str]] = {
+    "duration": "duration",
+    "resolution": "resolution",
+    "seed": "seed",
+    "negative_prompt": "negative_prompt",
+    "aspect_ratio": "aspect_ratio",
+    "conversation_uuid": "conversationUUID",
+    "generate_audio": "generateAudio",
+    "mode": "mode",
+}
+
+
+def midjourney_body(run_id: str, index: int) -> dict[str, Any]:
+    """The body of ``POST generate-video/extend``."""
+    # runId is what the docs prefer, taskId what the vendor's OpenAPI requires: send both.
+    return {"runId": run_id, "taskId": run_id, "index": index}
+
+
+def source_body(
+    model: str, prompt: str, source: str, value: str, options: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The body of ``POST generate-video``: one source, and the options that are not None."""
+    body: dict[str, Any] = {"model": model, "prompt": prompt, SOURCE_WIRE_NAMES[source]: value}
+    body.update((OPTION_WIRE_NAMES[k], v) for k, v in options.items() if v is not None)
+    return body
+
+
 # --- cattrs: the flat records (submission, recover) ------------------------------------------
 
-converter: Final = cattrs.Converter(forbid_extra_keys=False)
+#: Fields of submit and recover bodies that we know and do not keep: the run id's other names
+#: (see _ID_KEYS) and the Midjourney extend's ``success``.
+_KNOWN_UNKEPT: Final = frozenset({"id", "requestId", "taskId", "success"})
 
 
 def _structure_status(value: Any, _type: type) -> JobStatus | None:
@@ -222,53 +257,66 @@ def _structure_opt_str(value: Any, _type: type) -> str | None:
     return value if isinstance(value, str) else None
 
 
-converter.register_structure_hook(JobStatus | None, _structure_status)
-converter.register_structure_hook(JobStatus, _structure_status)
-converter.register_structure_hook(float | None, _structure_opt_float)
-converter.register_structure_hook(str | None, _structure_opt_str)
-converter.register_structure_hook(
-    Submission,
-    make_dict_structure_fn(
-        Submission,
-        converter,
-        run_id=override(rename="runId"),
-        payment_source=override(rename="paymentSource"),
-        remaining_balance=override(rename="remainingBalance"),
-        precharge_label=override(rename="prechargeLabel"),
-    ),
-)
-converter.register_structure_hook(
-    RecoveredRun,
-    make_dict_structure_fn(
-        RecoveredRun,
-        converter,
-        run_id=override(rename="runId"),
-        created_at=override(rename="createdAt"),
-        conversation_uuid=override(rename="conversationUUID"),
-    ),
-)
+#: The records we read: Python name -> wire name, where they differ.
+_RECORD_WIRE_NAMES: Final[Mapping[type, Mapping[str, str]]] = {
+    Submission: {
+        "run_id": "runId",
+        "payment_source": "paymentSource",
+        "remaining_balance": "remainingBalance",
+        "precharge_label": "prechargeLabel",
+    },
+    RecoveredRun: {
+        "run_id": "runId",
+        "created_at": "createdAt",
+        "conversation_uuid": "conversationUUID",
+    },
+}
+
+
+def make_converter(*, strict: bool = False) -> cattrs.Converter:
+    """The converter of the records we read. ``strict`` (for tests): any field we do not know
+    fails, so a server that sends a new one shows up (ours lets it pass, as the API may grow)."""
+    conv = cattrs.Converter(forbid_extra_keys=strict)
+    conv.register_structure_hook(JobStatus | None, _structure_status)
+    conv.register_structure_hook(JobStatus, _structure_status)
+    conv.register_structure_hook(float | None, _structure_opt_float)
+    conv.register_structure_hook(str | None, _structure_opt_str)
+    for cls, wire_names in _RECORD_WIRE_NAMES.items():
+        renames: dict[str, Any] = {n: override(rename=wire) for n, wire in wire_names.items()}
+        conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, **renames))
+    return conv
+
+
+converter: Final = make_converter()
+strict_converter: Final = make_converter(strict=True)
 
 _T = TypeVar("_T")
 _ID_KEYS: Final = ("runId", "id", "requestId", "taskId")
 
 
 def _with_run_id(record: Mapping[str, Any], what: str) -> dict[str, Any]:
-    """Copy ``record`` with ``runId`` filled from the documented fallbacks (id, requestId...)."""
+    """Copy ``record`` with ``runId`` filled from the documented fallbacks (id, requestId...),
+    without the fields we know and do not keep."""
     for key in _ID_KEYS:
         value = record.get(key)
         if isinstance(value, str) and value:
-            return {**record, "runId": value}
+            kept = {k: v for k, v in record.items() if k not in _KNOWN_UNKEPT}
+            return {**kept, "runId": value}
     raise ResponseDecodeError(f"{what} carries no run id (runId/id)")
 
 
-def _structure(record: dict[str, Any], cls: type[_T], what: str) -> _T:
+def _structure(
+    record: dict[str, Any], cls: type[_T], what: str, conv: cattrs.Converter = converter
+) -> _T:
     try:
-        return converter.structure(record, cls)
+        return conv.structure(record, cls)
     except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
         raise ResponseDecodeError(f"{what} does not match the documented shape: {exc}") from None
 
 
-def parse_submission(body: Any, default_model: str) -> Submission:
+def parse_submission(
+    body: Any, default_model: str, *, conv: cattrs.Converter = converter
+) -> Submission:
     """The 202 body of a submit: ``runId`` (or ``id``), ``status``, ``model``, cost fields."""
     if not isinstance(body, Mapping):
         raise ResponseDecodeError("submit response is not a JSON object")
@@ -277,10 +325,10 @@ def parse_submission(body: Any, default_model: str) -> Submission:
         record["model"] = default_model
     if _structure_status(record.get("status"), JobStatus) is None:
         record["status"] = "pending"
-    return _structure(record, Submission, "submit response")
+    return _structure(record, Submission, "submit response", conv)
 
 
-def parse_recover(body: Any) -> list[RecoveredRun]:
+def parse_recover(body: Any, *, conv: cattrs.Converter = converter) -> list[RecoveredRun]:
     """The ``data`` list of ``generate-video/recover`` (entries without an id are skipped)."""
     items = body.get("data") if isinstance(body, Mapping) else body
     if not isinstance(items, list):
@@ -293,7 +341,7 @@ def parse_recover(body: Any) -> list[RecoveredRun]:
             record = _with_run_id(item, "recovered run")
         except ResponseDecodeError:
             continue
-        runs.append(_structure(record, RecoveredRun, "recovered run"))
+        runs.append(_structure(record, RecoveredRun, "recovered run", conv))
     return runs
 
 

@@ -19,17 +19,14 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
 from typing import Final
 
 import attrs
 
 from ._config import Budget, Limits
+from ._limiter_api import WaitHook
 
 __all__ = ["RateLimiter", "SlidingWindow", "shared_limiter"]
-
-#: waiting callback: (budget name, seconds until a slot is expected)
-WaitHook = Callable[[str, float], None]
 
 
 class _Waiter:

@@ -19,6 +19,7 @@ import attrs
 from ._requests import (
     MIDJOURNEY_MODEL,
     OPTION_FIELDS,
+    ExtendRequest,
     MidjourneyExtend,
     SourceExtend,
     check_video_file,
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
 __all__ = ["ManifestError", "ManifestLine", "parse_manifest", "request_from_fields"]
-
-ExtendRequest = MidjourneyExtend | SourceExtend
 
 _SOURCE: Final = ("video_url", "video_file", "video_data_url", "video_attachment_id", "video")
 _MIDJOURNEY_FIELDS: Final = frozenset({"run_id", "index", "model"})

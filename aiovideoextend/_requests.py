@@ -1,7 +1,8 @@
 """Extend requests of both flows, validated before anything is sent.
 
 A request object that exists is valid: the constructors raise :class:`InvalidRequestError` for
-anything the API documents as a rejection, so nothing is sent and nothing is charged.
+anything the API documents as a rejection, so nothing is sent and nothing is charged. Their
+bodies are written by the converter, with every other wire rule.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, ClassVar, Final, TypedDict
 
 import attrs
 
+from ._converter import OPTION_WIRE_NAMES, SOURCE_WIRE_NAMES, midjourney_body, source_body
 from ._mp4 import mp4_duration
 from .exceptions import InvalidRequestError
 
@@ -31,6 +33,7 @@ __all__ = [
     "MIDJOURNEY_MODEL",
     "OPTION_FIELDS",
     "ExtendOptions",
+    "ExtendRequest",
     "MidjourneyExtend",
     "SourceExtend",
     "check_video_file",
@@ -55,14 +58,17 @@ MAX_SOURCE_SECONDS: Final = 120.0
 
 #: Documented optional fields of ``POST generate-video``: Python name -> (wire name, types).
 OPTION_FIELDS: Final[Mapping[str, tuple[str, tuple[type, ...]]]] = {
-    "duration": ("duration", (str, int)),
-    "resolution": ("resolution", (str,)),
-    "seed": ("seed", (int,)),
-    "negative_prompt": ("negative_prompt", (str,)),
-    "aspect_ratio": ("aspect_ratio", (str,)),
-    "conversation_uuid": ("conversationUUID", (str,)),
-    "generate_audio": ("generateAudio", (bool,)),
-    "mode": ("mode", (str,)),
+    name: (OPTION_WIRE_NAMES[name], types)
+    for name, types in {
+        "duration": (str, int),
+        "resolution": (str,),
+        "seed": (int,),
+        "negative_prompt": (str,),
+        "aspect_ratio": (str,),
+        "conversation_uuid": (str,),
+        "generate_audio": (bool,),
+        "mode": (str,),
+    }.items()
 }
 
 
@@ -84,13 +90,8 @@ class ExtendOptions(TypedDict, total=False):
     mode: str | None
 
 
-_SOURCE_FIELDS: Final = {
-    "video_url": "videoUrl",
-    "video_file": "videoDataUrl",
-    "video_data_url": "videoDataUrl",
-    "video_attachment_id": "videoAttachmentId",
-    "video": "video",
-}
+#: A source-video extend takes exactly one of these.
+_SOURCES: Final = tuple(SOURCE_WIRE_NAMES)
 _DATA_URL = re.compile(
     r"\Adata:(?P<mime>[\w.+-]+/[\w.+-]+)(?P<params>(?:;[\w.+-]+=[\w.+-]+)*);base64,"
 )
@@ -239,21 +240,18 @@ def _load_file(value: object) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _check_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    wire: dict[str, Any] = {}
+def _check_options(options: Mapping[str, Any]) -> None:
     for name, value in options.items():
         if value is None:
             continue
         if name not in OPTION_FIELDS:
             known = ", ".join(sorted(OPTION_FIELDS))
             raise InvalidRequestError(f"unknown option {name!r}; known options: {known}")
-        wire_name, types = OPTION_FIELDS[name]
+        _, types = OPTION_FIELDS[name]
         # bool is an int in Python but not in JSON Schema's eyes.
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             expected = " or ".join(t.__name__ for t in types)
             raise InvalidRequestError(f"option {name} must be {expected}, got {value!r:.80}")
-        wire[wire_name] = value
-    return wire
 
 
 def _copy_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -286,8 +284,8 @@ class MidjourneyExtend:
             raise InvalidRequestError(f"index must be 0-3, got {self.index}")
 
     def payload(self) -> dict[str, Any]:
-        # runId is what the docs prefer, taskId what the vendor's OpenAPI requires: send both.
-        return {"runId": self.run_id, "taskId": self.run_id, "index": self.index}
+        """The JSON body."""
+        return midjourney_body(self.run_id, self.index)
 
     @property
     def key(self) -> str:
@@ -322,9 +320,9 @@ class SourceExtend:
         if model == MIDJOURNEY_MODEL:
             raise InvalidRequestError("midjourney-video is extended with extend_midjourney()")
         _nonempty_str("prompt", self.prompt)
-        given = [name for name in _SOURCE_FIELDS if getattr(self, name) is not None]
+        given = [name for name in _SOURCES if getattr(self, name) is not None]
         if len(given) != 1:
-            names = ", ".join(_SOURCE_FIELDS)
+            names = ", ".join(_SOURCES)
             detail = "none" if not given else ", ".join(given)
             raise InvalidRequestError(f"give exactly one source video ({names}); got {detail}")
         (source,) = given
@@ -352,17 +350,15 @@ class SourceExtend:
 
     @property
     def source(self) -> str:
-        return next(name for name in _SOURCE_FIELDS if getattr(self, name) is not None)
+        return next(name for name in _SOURCES if getattr(self, name) is not None)
 
     def payload(self) -> dict[str, Any]:
         """The JSON body. Reads ``video_file`` (blocking I/O: call it off the event loop)."""
         source = self.source
         value = getattr(self, source)
         value = _load_file(value) if source == "video_file" else value
-        body: dict[str, Any] = {"model": self.model, "prompt": self.prompt}
-        body[_SOURCE_FIELDS[source]] = value
-        body.update(_check_options(self.options))
-        return body
+        _check_options(self.options)  # again: the dict may have been changed since
+        return source_body(self.model, self.prompt, source, value, self.options)
 
     @property
     def key(self) -> str:
@@ -380,4 +376,5 @@ class SourceExtend:
         return _key(described, self.route)
 
 
+#: Either kind of extend request (what ``Session.submit`` and ``run_batch`` take).
 ExtendRequest = MidjourneyExtend | SourceExtend

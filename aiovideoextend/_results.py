@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from ._requests import MidjourneyExtend, SourceExtend
+from ._requests import ExtendRequest
 
 if TYPE_CHECKING:
     from .cli._results import ResultsFile
@@ -29,8 +29,6 @@ __all__ = [
     "result_record",
     "write_atomically",
 ]
-
-ExtendRequest = MidjourneyExtend | SourceExtend
 
 #: Statuses that end a request for good; a rerun skips them. The others (``skipped``,
 #: ``insufficient_balance``, ``unfinished``) are picked up again by the next run.

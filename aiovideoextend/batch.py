@@ -36,7 +36,7 @@ from ._journal import Journal, JournalEntry, LocalJournalStore
 from ._journal_api import JournalStore
 from ._manifest import ManifestLine, parse_manifest, request_from_fields
 from ._reconcile import RECOVER_LIMIT
-from ._requests import MidjourneyExtend, SourceExtend
+from ._requests import ExtendRequest, MidjourneyExtend, SourceExtend
 from ._results import FINISHED_STATUSES, BatchItem, BatchOutcome, BatchUpdate, Candidate
 from .exceptions import (
     AmbiguousSubmitError,
@@ -84,7 +84,6 @@ __all__ = [
 
 log = logging.getLogger("aiovideoextend")
 
-ExtendRequest = MidjourneyExtend | SourceExtend
 #: Errors every line would meet the same way (server unreachable, not NanoGPT, key rejected):
 #: they stop the whole batch at once and ``run_batch`` raises them.
 _STOPS_BATCH: Final = (APIConnectionError, EndpointNotFoundError, AuthenticationError)

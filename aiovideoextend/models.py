@@ -1,7 +1,7 @@
 """Plain models: what the library hands to its users.
 
-They are snake_case attrs classes; every rule about the wire format (camelCase, the two status
-envelopes, status spellings) lives in :mod:`aiovideoextend._converter`.
+They are snake_case attrs classes. The wire format (camelCase, the two status envelopes, every
+status spelling) is read and written by the library's converter, never by these classes.
 """
 
 from __future__ import annotations

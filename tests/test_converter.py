@@ -7,6 +7,7 @@ import logging
 import math
 from typing import Any
 
+import aiohttp
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,6 +23,7 @@ from aiovideoextend._converter import (
     parse_submission,
     retry_after_seconds,
     status_from_wire,
+    strict_converter,
 )
 from aiovideoextend.exceptions import (
     APIError,
@@ -37,6 +39,7 @@ from aiovideoextend.exceptions import (
     ServerError,
 )
 from aiovideoextend.models import JobStatus, RecoveredRun, StatusUpdate, Submission
+from aiovideoextend.testing import Emulator
 
 S = JobStatus
 RUN = "vid_m1abc123def456"
@@ -583,18 +586,39 @@ def test_recover_round_trip(status: JobStatus) -> None:
 # --- parse_submission --------------------------------------------------------------------------
 
 
+DOCUMENTED_SUBMIT = {
+    "runId": RUN,
+    "id": RUN,
+    "status": "pending",
+    "model": "veo2-video",
+    "cost": 0.35,
+    "paymentSource": "XNO",
+    "remainingBalance": 12.5,
+    "prechargeLabel": "string",
+}
+MIDJOURNEY_SUBMIT = {
+    "success": True,
+    "runId": RUN,
+    "id": RUN,
+    "taskId": RUN,
+    "status": "pending",
+    "model": "midjourney-video",
+    "message": "Extending video 1 by 5 seconds...",
+    "eta": 60,
+}
+DOCUMENTED_RUN = {
+    "runId": RUN,
+    "id": RUN,
+    "model": "veo3-1-extend",
+    "status": "completed",
+    "createdAt": "2026-02-05T22:41:58Z",
+    "conversationUUID": "conv-1",
+}
+
+
 def test_submission_documented_example() -> None:
     """The documented 202 body maps every field to its snake_case name."""
-    body = {
-        "runId": RUN,
-        "id": RUN,
-        "status": "pending",
-        "model": "veo2-video",
-        "cost": 0.35,
-        "paymentSource": "XNO",
-        "remainingBalance": 12.5,
-        "prechargeLabel": "string",
-    }
+    body = DOCUMENTED_SUBMIT
     assert parse_submission(body, "other") == Submission(
         run_id=RUN,
         model="veo2-video",
@@ -608,16 +632,7 @@ def test_submission_documented_example() -> None:
 
 def test_submission_midjourney_extend_example() -> None:
     """The Midjourney extend body's eta and message are kept; success/taskId are ignored."""
-    body = {
-        "success": True,
-        "runId": RUN,
-        "id": RUN,
-        "taskId": RUN,
-        "status": "pending",
-        "model": "midjourney-video",
-        "message": "Extending video 1 by 5 seconds...",
-        "eta": 60,
-    }
+    body = MIDJOURNEY_SUBMIT
     sub = parse_submission(body, "midjourney-video")
     assert (sub.run_id, sub.eta, sub.message) == (RUN, 60.0, "Extending video 1 by 5 seconds...")
 
@@ -712,18 +727,7 @@ def test_structure_failures_are_decode_errors() -> None:
 
 def test_recover_documented_shape() -> None:
     """The recover list maps runId, model, the lowercase status, createdAt and conversationUUID."""
-    body = {
-        "data": [
-            {
-                "runId": RUN,
-                "id": RUN,
-                "model": "veo3-1-extend",
-                "status": "completed",
-                "createdAt": "2026-02-05T22:41:58Z",
-                "conversationUUID": "conv-1",
-            }
-        ]
-    }
+    body = {"data": [DOCUMENTED_RUN]}
     assert parse_recover(body) == [
         RecoveredRun(
             run_id=RUN,
@@ -761,6 +765,51 @@ def test_recover_without_a_list(body: Any) -> None:
     """A body without a data list is a ResponseDecodeError."""
     with pytest.raises(ResponseDecodeError, match="data list"):
         parse_recover(body)
+
+
+# --- the strict converter (a server field the client does not know fails) ----------------------
+
+
+@pytest.mark.parametrize("body", [DOCUMENTED_SUBMIT, MIDJOURNEY_SUBMIT])
+def test_strict_converter_knows_every_documented_submit_field(body: dict[str, Any]) -> None:
+    """Every field of the documented submit bodies is one the client reads or knows it skips."""
+    strict = parse_submission(body, "m", conv=strict_converter)
+    assert strict == parse_submission(body, "m")
+
+
+def test_strict_converter_knows_every_documented_recover_field() -> None:
+    """Every field of the documented recover entry is one the client reads or knows it skips."""
+    assert parse_recover({"data": [DOCUMENTED_RUN]}, conv=strict_converter) == parse_recover(
+        {"data": [DOCUMENTED_RUN]}
+    )
+
+
+@pytest.mark.parametrize(
+    ("parse", "body"),
+    [
+        (lambda body, **kw: parse_submission(body, "m", **kw), {**DOCUMENTED_SUBMIT, "fps": 24}),
+        (lambda body, **kw: parse_recover({"data": [body]}, **kw), {**DOCUMENTED_RUN, "x": 1}),
+    ],
+)
+def test_strict_converter_fails_on_an_unknown_field(parse: Any, body: dict[str, Any]) -> None:
+    """A field the client does not know fails the strict converter; the client's ignores it."""
+    parse(body)
+    with pytest.raises(ResponseDecodeError, match="does not match"):
+        parse(body, conv=strict_converter)
+
+
+async def test_strict_converter_knows_every_field_the_emulator_sends(emu: Emulator) -> None:
+    """A submit's 202 body and the recover list, as the emulator sends them, hold no field the
+    client does not know."""
+    url, headers = emu.base_url, {"x-api-key": emu.api_key}
+    body = {"model": "veo3-1-extend", "prompt": "p", "videoUrl": "https://e.com/a.mp4"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.post(f"{url}/generate-video", json=body) as response:
+            assert response.status == 202
+            submitted = parse_submission(await response.json(), "m", conv=strict_converter)
+        async with http.get(f"{url}/generate-video/recover") as response:
+            runs = parse_recover(await response.json(), conv=strict_converter)
+    assert submitted.run_id in {run.run_id for run in runs}
 
 
 # --- errors ------------------------------------------------------------------------------------
