@@ -7,7 +7,10 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Budget", "Limits", "PollPolicy", "Retries", "Timeouts"]
+from ._backoff import exponential
+from .exceptions import InvalidRequestError
+
+__all__ = ["Budget", "Limits", "PollPolicy", "Retries", "Timeouts", "checked_time_scale"]
 
 
 def _number(attribute: attrs.Attribute[Any], value: object) -> float:
@@ -52,6 +55,17 @@ def _check_scale(time_scale: float) -> None:
         isinstance(time_scale, int | float) and math.isfinite(time_scale) and time_scale > 0
     ):
         raise ValueError(f"time_scale must be a finite number > 0, got {time_scale!r}")
+
+
+def checked_time_scale(time_scale: object) -> float:
+    """A session's ``time_scale``, or :class:`InvalidRequestError`."""
+    if (
+        isinstance(time_scale, bool)
+        or not isinstance(time_scale, int | float)
+        or not (math.isfinite(time_scale) and time_scale > 0)
+    ):
+        raise InvalidRequestError(f"time_scale must be a finite number > 0, got {time_scale!r:.40}")
+    return float(time_scale)
 
 
 @attrs.frozen
@@ -197,7 +211,4 @@ class Retries:
         The result lies in ``[raw * (1 - jitter), raw * (1 + jitter)]`` where ``raw`` is
         ``base * 2 ** (attempt - 1)`` capped at ``cap``.
         """
-        # 2.0 ** 1024 raises OverflowError; any exponent past this is over the cap anyway.
-        exponent = min(max(attempt - 1, 0), 1000)
-        raw = min(self.cap, self.base * 2.0**exponent)
-        return raw * (1 + self.jitter * (2 * rand - 1))
+        return exponential(attempt, base=self.base, cap=self.cap, jitter=self.jitter, rand=rand)

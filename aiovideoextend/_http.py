@@ -24,9 +24,9 @@ from yarl import URL
 
 from ._limiter import SlidingWindow
 from ._limiter_api import Limiter, Window
-from .exceptions import APIConnectionError, TransportError
+from .exceptions import APIConnectionError, InvalidRequestError, TransportError
 
-__all__ = ["Response", "Transport", "is_loopback"]
+__all__ = ["Response", "Transport", "api_url", "client_session", "is_loopback"]
 
 _LARGE_BODY = 256 * 1024
 _REDACTED = "[redacted]"
@@ -63,6 +63,45 @@ def _unreachable(exc: Exception) -> str:
     else:
         text = getattr(os_error, "strerror", None) or str(os_error or exc)
     return text[:1].lower() + text[1:]
+
+
+def api_url(base: str) -> URL:
+    """The API's base URL (with a trailing slash): http(s), plain http only to this host."""
+    try:
+        url = URL(base.rstrip("/") + "/")
+    except ValueError:
+        url = URL()
+    if url.scheme not in ("http", "https") or not url.host:
+        raise InvalidRequestError(f"base_url must be an http(s) URL, got {base!r}")
+    if url.scheme == "http" and not is_loopback(url.host):
+        raise InvalidRequestError(
+            "refusing to send the API key over plain http to a non-loopback host; use https"
+        )
+    return url
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version  # noqa: PLC0415
+
+        return version("aiovideoextend")
+    except Exception:  # pragma: no cover - not installed
+        return "0"
+
+
+def client_session(given: aiohttp.ClientSession | None) -> aiohttp.ClientSession:
+    """``given``, or a new pool of our own; either way one that never resends by itself."""
+    http = given or aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=100),
+        headers={"User-Agent": f"aiovideoextend/{_version()}"},
+    )
+    # aiohttp resends a GET once, unseen, when the connection drops after it went out: the
+    # server may then count two arrivals for one slot of our limiter (a 429 in a full
+    # window). Every attempt must pass the limiter, so we retry ourselves. aiohttp's own
+    # test client turns it off the same way; without the attribute nothing changes.
+    if hasattr(http, "_retry_connection"):
+        http._retry_connection = False
+    return http
 
 
 def is_loopback(host: str | None) -> bool:
