@@ -45,7 +45,7 @@ class JobHost(Protocol):
     def ensure(self, job: Job) -> None:
         """Somebody waits for ``job``: make sure it is polled."""
 
-    def estimate(self, job: Job, now: float) -> tuple[float, float] | None:
+    def estimate(self, job: Job) -> tuple[float, float] | None:
         """(percent complete, seconds remaining) of ``job``, when known."""
 
     async def fetch_status(self, run_id: str) -> tuple[StatusUpdate, bool]:
@@ -280,7 +280,7 @@ class Job:
             return attrs.evolve(update, estimated_progress=100.0, estimated_remaining=0.0)
         if status is not JobStatus.PROCESSING and status is not JobStatus.PENDING:
             return update
-        estimate = self._host.estimate(self, asyncio.get_running_loop().time())
+        estimate = self._host.estimate(self)
         if estimate is None:
             return update
         progress, remaining = estimate

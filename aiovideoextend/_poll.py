@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from ._backoff import Backoff
 from ._config import PollPolicy, Retries
 from ._http import Transport
+from ._limiter_api import Window
 from ._plan import Durations, JobPlan, earliest_end, estimate, next_delay
 from ._tasks import TaskSet
 from .exceptions import (
@@ -90,6 +91,8 @@ class PollScheduler:
         self._seq = itertools.count()
         self._task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Event | None = None
+        #: the overall budget, taken when the first poll starts (the session is open then)
+        self._overall: Window | None = None
         self._polls = TaskSet()
         #: consecutive transient failures per job, for backoff
         self._failures: dict[str, int] = {}
@@ -138,9 +141,13 @@ class PollScheduler:
             time_scale=self._time_scale,
         )
 
-    def estimate(self, job: Job, now: float) -> tuple[float, float] | None:
+    def estimate(self, job: Job) -> tuple[float, float] | None:
         """(percent complete, seconds remaining) of ``job``, from its model's ended jobs."""
-        return estimate(job._track.born, self._durations.get(job.model), now)
+        born = job._track.born
+        if born is None:
+            return None  # attached by id: its age is unknown
+        now = asyncio.get_running_loop().time()
+        return estimate(born, self._durations.get(job.model), now)
 
     def _learn(self, job: Job, track: _Track, now: float) -> None:
         """A poll found ``job`` ended: it did so between the previous poll and this one."""
@@ -184,7 +191,7 @@ class PollScheduler:
         heap = self._heap
         wakeup = self._wakeup
         assert wakeup is not None  # noqa: S101  (set with the task)
-        overall = self._transport().limiter.overall
+        overall = self._overall = self._transport().limiter.overall
         while True:
             if not heap:
                 await wakeup.wait()
@@ -224,8 +231,8 @@ class PollScheduler:
             )
 
     def _poll_done(self, held: list[bool], job: Job, _task: object) -> None:
-        if held[0]:
-            self._transport().limiter.overall.cancel()
+        if held[0] and self._overall is not None:
+            self._overall.cancel()
             job._track.scheduled = False
             job._interrupt()
 
