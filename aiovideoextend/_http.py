@@ -115,13 +115,18 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
+def _multidict(headers: Mapping[str, str]) -> CIMultiDictProxy[str]:
+    return CIMultiDictProxy(CIMultiDict(headers))
+
+
 @attrs.define
 class Transport:
     """Sends requests with the API key, through the shared limiter, never following redirects."""
 
     http: aiohttp.ClientSession
     limiter: Limiter
-    headers: Mapping[str, str] = attrs.field(repr=False)
+    #: kept as aiohttp's own type: given a plain dict, aiohttp converts it on every request
+    headers: Mapping[str, str] = attrs.field(repr=False, converter=_multidict)
     timeout: aiohttp.ClientTimeout
     on_wait: Callable[[str, float], None] | None = None
     ssl: bool = True
@@ -129,6 +134,10 @@ class Transport:
     clock_offset: float = 0.0
     #: the server answered at least once (any status)
     reached: bool = False
+    _key: bytes = attrs.field(init=False, repr=False, default=b"")
+
+    def __attrs_post_init__(self) -> None:
+        self._key = self.headers.get("x-api-key", "").encode()
 
     async def send(
         self,
@@ -216,13 +225,14 @@ class Transport:
     def _scrub(self, response: Response) -> Response:
         """A server that echoes the key (in the body, a header, the reason) must not make us
         leak it: everything we keep of an answer ends up in errors, logs and results files."""
-        key = self.headers.get("x-api-key")
-        if not key:
+        key_bytes = self._key
+        if not key_bytes:
             return response
+        key = key_bytes.decode()
         headers = response.headers
         in_headers = any(key in value for value in headers.values())
         # The common case (every poll): nothing to scrub, keep the response as it is.
-        if not in_headers and key.encode() not in response.raw and key not in response.reason:
+        if not in_headers and key_bytes not in response.raw and key not in response.reason:
             return response
         if in_headers:
             headers = CIMultiDictProxy(

@@ -78,13 +78,13 @@ class Job:
         "_deadline",
         "_demand",
         "_error",
-        "_event",
         "_host",
         "_interrupted",
         "_listeners",
         "_result",
         "_status",
         "_track",
+        "_waiters",
         "last_update",
         "model",
         "run_id",
@@ -108,7 +108,8 @@ class Job:
         self._status = JobStatus.PENDING
         self._result: VideoResult | None = None
         self._error: VideoExtendError | None = None
-        self._event: asyncio.Event | None = None
+        #: one future per waiting result() call (an Event costs a coroutine frame per waiter)
+        self._waiters: list[asyncio.Future[None]] | None = None
         self._listeners: list[asyncio.Queue[StatusUpdate | None]] = []
         #: how many wait for it (``result()``, ``updates()``): polled while any do
         self._demand = 0
@@ -142,18 +143,25 @@ class Job:
         submit, and None waits forever. A :class:`JobTimeoutError` leaves the job running on
         the server: wait again, or attach later with ``session.job(run_id)``.
         """
-        if not self.done():
+        if not self.done() and not self._interrupted:
             loop = asyncio.get_running_loop()
             if timeout is USE_POLICY_DEFAULT:
                 deadline = self._deadline
             else:
                 deadline = None if timeout is None else loop.time() + timeout
-            event = self._waiter()
+            waiter: asyncio.Future[None] = loop.create_future()
+            waiters = self._waiters
+            if waiters is None:
+                waiters = self._waiters = []
+            waiters.append(waiter)
             self._demand += 1
             self._host.ensure(self)
             try:
-                async with asyncio.timeout_at(deadline):
-                    await event.wait()
+                if deadline is None:
+                    await waiter
+                else:
+                    async with asyncio.timeout_at(deadline):
+                        await waiter
             except TimeoutError:
                 raise JobTimeoutError(
                     f"job {self.run_id} still {self._status.value} at the deadline",
@@ -161,6 +169,7 @@ class Job:
                 ) from None
             finally:
                 self._demand -= 1
+                waiters.remove(waiter)
         return self._outcome()
 
     async def updates(self) -> AsyncIterator[StatusUpdate]:
@@ -228,11 +237,6 @@ class Job:
         return await self._host.download(result, dest, overwrite=overwrite, max_bytes=max_bytes)
 
     # --- fed by the scheduler -------------------------------------------------------------
-
-    def _waiter(self) -> asyncio.Event:
-        if self._event is None:
-            self._event = asyncio.Event()
-        return self._event
 
     def _outcome(self) -> VideoResult:
         if self._result is not None:
@@ -338,8 +342,9 @@ class Job:
                 queue.put_nowait(None)
 
     def _wake(self) -> None:
-        if self._event is not None:
-            self._event.set()
+        for waiter in self._waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 def _replace_status(update: StatusUpdate, status: JobStatus) -> StatusUpdate:

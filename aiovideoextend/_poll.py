@@ -90,7 +90,8 @@ class PollScheduler:
         self._heap: list[tuple[float, int, Job]] = []
         self._seq = itertools.count()
         self._task: asyncio.Task[None] | None = None
-        self._wakeup: asyncio.Event | None = None
+        #: what the scheduler's task waits on when nothing is due (set by a timer or a push)
+        self._waiter: asyncio.Future[None] | None = None
         #: the overall budget, taken when the first poll starts (the session is open then)
         self._overall: Window | None = None
         self._polls = TaskSet()
@@ -179,31 +180,33 @@ class PollScheduler:
         wake = not heap or at < heap[0][0]
         heapq.heappush(heap, (at, next(self._seq), job))
         if self._task is None:
-            self._wakeup = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="aiovideoextend-poll-scheduler"
             )
-        elif wake and self._wakeup is not None:
-            self._wakeup.set()
+        elif wake:
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         heap = self._heap
-        wakeup = self._wakeup
-        assert wakeup is not None  # noqa: S101  (set with the task)
         overall = self._overall = self._transport().limiter.overall
         while True:
             if not heap:
-                await wakeup.wait()
-                wakeup.clear()
+                self._waiter = loop.create_future()
+                await self._waiter
                 continue
             due = heap[0][0]
             if due > loop.time():
-                # A timer that sets the event, not asyncio.timeout_at: that one cancels the wait
+                # A timer that ends the wait, not asyncio.timeout_at: that one cancels the wait
                 # and raises, which cost more than the rest of the poll's bookkeeping together.
-                wakeup.clear()
-                timer = loop.call_at(due, wakeup.set)
-                await wakeup.wait()
+                self._waiter = loop.create_future()
+                timer = loop.call_at(due, self._wake)
+                await self._waiter
                 timer.cancel()
                 continue
             at, _, job = heapq.heappop(heap)
