@@ -80,6 +80,7 @@ class Api:
         self._backoff: Final = backoff
         self._emit: Final = emit
         self.urls: Final = {name: url / path for name, path in _ROUTES.items()}
+        self._origin: Final = url.origin()
         #: set by the session when it opens
         self.transport: Transport | None = None
         self.guard: Final = SubmitGuard(
@@ -94,6 +95,12 @@ class Api:
             cooldown=5 * limits.generate.period,
             pace=retries.pace_submits,
         )
+
+    def absolute(self, video_url: str) -> str:
+        """Relative video URLs (seen in the wild) are taken against the API's origin."""
+        if video_url.startswith("/"):
+            return str(self._origin.join(URL(video_url)))
+        return video_url
 
     def server_offset(self) -> float:
         """The server's clock minus ours, from the Date headers (0 until measured)."""

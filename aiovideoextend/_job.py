@@ -6,7 +6,7 @@ import asyncio
 import enum
 import logging
 import os
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Awaitable, Generator
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -48,7 +48,7 @@ class JobHost(Protocol):
     def estimate(self, job: Job) -> tuple[float, float] | None:
         """(percent complete, seconds remaining) of ``job``, when known."""
 
-    async def fetch_status(self, run_id: str) -> tuple[StatusUpdate, bool]:
+    def fetch_status(self, run_id: str) -> Awaitable[tuple[StatusUpdate, bool]]:
         """One status of the run (retrying transient errors) and whether its spelling is known."""
 
     def status_changed(self, job: Job) -> None: ...
@@ -56,14 +56,14 @@ class JobHost(Protocol):
     def absolute(self, video_url: str) -> str:
         """A video URL taken against the API's origin."""
 
-    async def download(
+    def download(
         self,
         result: VideoResult,
         dest: str | os.PathLike[str],
         *,
         overwrite: bool,
         max_bytes: int | None,
-    ) -> Path: ...
+    ) -> Awaitable[Path]: ...
 
 
 class Job:

@@ -15,11 +15,21 @@ from types import TracebackType
 from typing import Any, Final, Self, Unpack
 
 import aiohttp
-from yarl import URL
 
 from ._api import LONGEST_RATE_LIMIT_WAIT, Api
 from ._backoff import Backoff
-from ._config import Limits, PollPolicy, Retries, Timeouts, checked_time_scale
+from ._config import (
+    Limits,
+    PollPolicy,
+    Retries,
+    Timeouts,
+    checked_key,
+    checked_redis,
+    checked_time_scale,
+    redis_limiter,
+)
+from ._events import EventHook, Hooks
+from ._host import Host
 from ._http import Transport, api_url, client_session
 from ._job import USE_POLICY_DEFAULT, Job, _Default
 from ._limiter import shared_limiter
@@ -35,7 +45,6 @@ __all__ = ["DEFAULT_BASE_URL", "LONGEST_RATE_LIMIT_WAIT", "Session"]
 log = logging.getLogger("aiovideoextend")
 
 DEFAULT_BASE_URL: Final = "https://nano-gpt.com/api"
-EventHook = Callable[[Event], None]
 
 
 class _State(enum.Enum):
@@ -71,9 +80,7 @@ class Session:
         on_event: EventHook | None = None,
         verify_ssl: bool = True,
     ) -> None:
-        key = api_key if api_key is not None else os.environ.get("NANOGPT_API_KEY")
-        if not isinstance(key, str) or not key.strip():
-            raise InvalidRequestError("no API key: pass api_key= or set NANOGPT_API_KEY")
+        key = checked_key(api_key if api_key is not None else os.environ.get("NANOGPT_API_KEY"))
         time_scale = checked_time_scale(time_scale)
         if base_url is not None and not isinstance(base_url, str):
             raise InvalidRequestError(f"base_url must be a string, got {type(base_url).__name__}")
@@ -83,27 +90,19 @@ class Session:
                 "TLS certificate verification is off: the API key can be intercepted",
                 stacklevel=2,
             )
-        self._key: Final = key.strip()
+        self._key: Final = key
         self.base_url: Final = str(url).rstrip("/")
         self.time_scale: Final = float(time_scale)
         self.limits: Final = (limits or Limits()).scaled(self.time_scale)
         self._retries: Final = (retries or Retries()).scaled(self.time_scale)
         self._timeouts: Final = timeout or Timeouts()
-        self._origin: Final = url.origin()
         self._own_http = http_session is None
         self._http = http_session
-        if redis is not None:
-            if limiter is not None:
-                raise InvalidRequestError("give limiter= or redis=, not both")
-            if not isinstance(redis, str) or not redis.startswith(
-                ("redis://", "rediss://", "unix://")
-            ):
-                raise InvalidRequestError("redis must be a redis://, rediss:// or unix:// URL")
-        self._redis_url = redis
+        self._redis_url = checked_redis(redis, limiter)
         self._given_limiter = limiter
         self._own_limiter: Any = None
         self._verify_ssl = verify_ssl
-        self._hooks: list[EventHook] = [on_event] if on_event is not None else []
+        self._hooks: Final = Hooks(on_event)
         self._state = _State.UNOPENED
         self._transport: Transport | None = None
         self._jobs: weakref.WeakValueDictionary[str, Job] = weakref.WeakValueDictionary()
@@ -112,7 +111,7 @@ class Session:
         self._claimed: set[str] = set()
         # The one random source of the session's retries and polls: seed it to replay them.
         self._rng = random.Random()
-        backoff = Backoff(self._retries.delay, self._rng.random, self._emit)
+        backoff = Backoff(self._retries.delay, self._rng.random, self._hooks.emit)
         self._api: Final = Api(
             url,
             self._key,
@@ -122,7 +121,7 @@ class Session:
             timeouts=self._timeouts,
             time_scale=self.time_scale,
             backoff=backoff,
-            emit=self._emit,
+            emit=self._hooks.emit,
             claimed=self._claimed,
         )
         self._guard: Final = self._api.guard
@@ -135,10 +134,18 @@ class Session:
             time_scale=self.time_scale,
             backoff=backoff,
             rand=self._rng.random,
-            on_wait=self._on_wait,
+            on_wait=self._hooks.on_wait,
             forget=self._forget,
         )
-        self._host: Final = _Host(self, self._scheduler, policy.timeout)
+        self._host: Final = Host(
+            self._scheduler,
+            fetch_status=self._api.status,
+            status_changed=self._hooks.status_changed,
+            absolute=self._api.absolute,
+            download=self.download,
+            time_scale=self.time_scale,
+            timeout=policy.timeout,
+        )
 
     def __repr__(self) -> str:
         return f"<Session {self.base_url} {self._state.value}>"
@@ -166,7 +173,7 @@ class Session:
     def _open(self) -> None:
         self._http = client_session(self._http)
         if self._redis_url is not None:
-            self._own_limiter = self._redis_limiter(self._redis_url)
+            self._own_limiter = redis_limiter(self._redis_url, self.limits, self._key)
         self._limiter = (
             self._given_limiter or self._own_limiter or shared_limiter(self.base_url, self.limits)
         )
@@ -174,23 +181,12 @@ class Session:
             http=self._http,
             limiter=self._limiter,
             headers={"x-api-key": self._key, "Accept": "application/json"},
-            timeout=aiohttp.ClientTimeout(
-                total=self._timeouts.total, sock_connect=self._timeouts.connect
-            ),
-            on_wait=self._on_wait,
+            timeout=self._timeouts.client_timeout(),
+            on_wait=self._hooks.on_wait,
             ssl=self._verify_ssl,
         )
         self._api.transport = self._transport
         self._state = _State.OPENED
-
-    def _redis_limiter(self, url: str) -> Limiter:
-        try:
-            from .redis_limiter import RedisRateLimiter, key_prefix  # noqa: PLC0415
-        except ImportError:
-            raise InvalidRequestError(
-                "redis= needs redis-py: pip install 'aiovideoextend[redis]'"
-            ) from None
-        return RedisRateLimiter(url, self.limits, prefix=key_prefix(self._key))
 
     def _ready(self) -> Transport:
         if self._state is _State.UNOPENED:
@@ -228,29 +224,12 @@ class Session:
         assert self._http is not None  # noqa: S101
         return self._http
 
-    # --- events ---------------------------------------------------------------------------
-
     def add_event_hook(self, hook: EventHook) -> None:
         """Call ``hook(event)`` for every :class:`Event` (progress displays, metrics)."""
-        self._hooks.append(hook)
+        self._hooks.add(hook)
 
     def remove_event_hook(self, hook: EventHook) -> None:
         self._hooks.remove(hook)
-
-    def _emit(self, event: Event) -> None:
-        for hook in self._hooks:
-            try:
-                hook(event)
-            except Exception:
-                log.exception("event hook %r failed", hook)
-
-    def _on_wait(self, budget: str, delay: float) -> None:
-        if self._hooks:
-            self._emit(Event(EventKind.WAITING_FOR_RATE_LIMIT, budget=budget, delay=delay))
-
-    def _status_changed(self, job: Job) -> None:
-        if self._hooks:
-            self._emit(Event(EventKind.STATUS_CHANGED, run_id=job.run_id, status=job.status))
 
     def _forget(self, run_id: str) -> None:
         self._jobs.pop(run_id, None)
@@ -406,7 +385,7 @@ class Session:
             job = self._jobs[run_id] = Job(self._host, run_id, submission.model, submission)
         log.info("submitted %s (%s)", run_id, submission.model)
         if self._hooks:
-            self._emit(Event(EventKind.SUBMITTED, run_id=run_id, status=submission.status))
+            self._hooks.emit(Event(EventKind.SUBMITTED, run_id=run_id, status=submission.status))
         return job
 
     def _server_offset(self) -> float:
@@ -428,7 +407,7 @@ class Session:
         """
         return tuple(self._guard.unattributed)
 
-    # --- status and recover ---------------------------------------------------------------
+    # --- status, recover, results -----------------------------------------------------------
 
     async def status(self, run_id: str) -> StatusUpdate:
         """Poll a run's status once (retrying transient errors)."""
@@ -442,14 +421,6 @@ class Session:
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 50:
             raise InvalidRequestError(f"limit must be an int 1-50, got {limit!r:.20}")
         return await self._api.recover(model=model, limit=limit)
-
-    # --- results --------------------------------------------------------------------------
-
-    def _absolute(self, video_url: str) -> str:
-        """Relative video URLs (seen in the wild) are taken against the API's origin."""
-        if video_url.startswith("/"):
-            return str(self._origin.join(URL(video_url)))
-        return video_url
 
     async def download(
         self,
@@ -474,30 +445,3 @@ class Session:
             overwrite=overwrite,
             max_bytes=max_bytes,
         )
-
-
-class _Host:
-    """The session as its jobs see it (a :class:`JobHost`)."""
-
-    __slots__ = (
-        "absolute",
-        "download",
-        "enroll",
-        "ensure",
-        "estimate",
-        "fetch_status",
-        "status_changed",
-        "time_scale",
-        "timeout",
-    )
-
-    def __init__(self, session: Session, scheduler: PollScheduler, timeout: float | None) -> None:
-        self.time_scale: Final = session.time_scale
-        self.timeout: Final = timeout
-        self.enroll: Final = scheduler.enroll
-        self.ensure: Final = scheduler.ensure
-        self.estimate: Final = scheduler.estimate
-        self.fetch_status: Final = session._api.status
-        self.status_changed: Final = session._status_changed
-        self.absolute: Final = session._absolute
-        self.download: Final = session.download
