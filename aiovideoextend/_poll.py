@@ -16,7 +16,7 @@ import functools
 import heapq
 import itertools
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ._backoff import Backoff
 from ._config import PollPolicy, Retries
@@ -44,7 +44,13 @@ __all__ = ["PollScheduler"]
 # Errors that polling again cannot fix: the awaiters get them at once.
 _PERMANENT = (AuthenticationError, PermissionDeniedError, NotFoundError, EndpointNotFoundError)
 
-Fetch = Callable[..., Awaitable[tuple[StatusUpdate, bool]]]
+
+class Fetch(Protocol):
+    """One status call of a run: the update and whether its status spelling is known."""
+
+    def __call__(
+        self, run_id: str, *, overall_held: bool = ..., attempts: int | None = ...
+    ) -> Awaitable[tuple[StatusUpdate, bool]]: ...
 
 
 class _Track(JobPlan):
