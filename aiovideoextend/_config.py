@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import attrs
 
-__all__ = ["Budget", "Limits", "PollPolicy", "Retries", "Timeouts"]
+from ._backoff import exponential
+from .exceptions import InvalidRequestError
+
+if TYPE_CHECKING:
+    from ._limiter_api import Limiter
+
+__all__ = [
+    "Budget",
+    "Limits",
+    "PollPolicy",
+    "Retries",
+    "Timeouts",
+    "checked_key",
+    "checked_redis",
+    "checked_time_scale",
+    "redis_limiter",
+]
 
 
 def _number(attribute: attrs.Attribute[Any], value: object) -> float:
@@ -52,6 +69,46 @@ def _check_scale(time_scale: float) -> None:
         isinstance(time_scale, int | float) and math.isfinite(time_scale) and time_scale > 0
     ):
         raise ValueError(f"time_scale must be a finite number > 0, got {time_scale!r}")
+
+
+def checked_key(key: object) -> str:
+    """The API key, stripped, or :class:`InvalidRequestError` (it never names the key)."""
+    if not isinstance(key, str) or not key.strip():
+        raise InvalidRequestError("no API key: pass api_key= or set NANOGPT_API_KEY")
+    return key.strip()
+
+
+def checked_redis(redis: object, limiter: object) -> str | None:
+    """A session's ``redis`` URL (None: not given), or :class:`InvalidRequestError`."""
+    if redis is None:
+        return None
+    if limiter is not None:
+        raise InvalidRequestError("give limiter= or redis=, not both")
+    if not isinstance(redis, str) or not redis.startswith(("redis://", "rediss://", "unix://")):
+        raise InvalidRequestError("redis must be a redis://, rediss:// or unix:// URL")
+    return redis
+
+
+def redis_limiter(url: str, limits: Limits, key: str) -> Limiter:
+    """The Redis limiter of ``Session(redis=url)``; the Redis backend is imported only here."""
+    try:
+        from .redis_limiter import RedisRateLimiter, key_prefix  # noqa: PLC0415
+    except ImportError:
+        raise InvalidRequestError(
+            "redis= needs redis-py: pip install 'aiovideoextend[redis]'"
+        ) from None
+    return RedisRateLimiter(url, limits, prefix=key_prefix(key))
+
+
+def checked_time_scale(time_scale: object) -> float:
+    """A session's ``time_scale``, or :class:`InvalidRequestError`."""
+    if (
+        isinstance(time_scale, bool)
+        or not isinstance(time_scale, int | float)
+        or not (math.isfinite(time_scale) and time_scale > 0)
+    ):
+        raise InvalidRequestError(f"time_scale must be a finite number > 0, got {time_scale!r:.40}")
+    return float(time_scale)
 
 
 @attrs.frozen
@@ -152,6 +209,9 @@ class Timeouts:
     connect: float | None = attrs.field(default=5.0, validator=_positive_or_none)
     total: float | None = attrs.field(default=60.0, validator=_positive_or_none)
 
+    def client_timeout(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=self.total, sock_connect=self.connect)
+
 
 @attrs.frozen
 class Retries:
@@ -199,7 +259,4 @@ class Retries:
         The result lies in ``[raw * (1 - jitter), raw * (1 + jitter)]`` where ``raw`` is
         ``base * 2 ** (attempt - 1)`` capped at ``cap``.
         """
-        # 2.0 ** 1024 raises OverflowError; any exponent past this is over the cap anyway.
-        exponent = min(max(attempt - 1, 0), 1000)
-        raw = min(self.cap, self.base * 2.0**exponent)
-        return raw * (1 + self.jitter * (2 * rand - 1))
+        return exponential(attempt, base=self.base, cap=self.cap, jitter=self.jitter, rand=rand)

@@ -24,9 +24,9 @@ from yarl import URL
 
 from ._limiter import SlidingWindow
 from ._limiter_api import Limiter, Window
-from .exceptions import APIConnectionError, TransportError
+from .exceptions import APIConnectionError, InvalidRequestError, TransportError
 
-__all__ = ["Response", "Transport", "is_loopback"]
+__all__ = ["Response", "Transport", "api_url", "client_session", "is_loopback"]
 
 _LARGE_BODY = 256 * 1024
 _REDACTED = "[redacted]"
@@ -65,6 +65,45 @@ def _unreachable(exc: Exception) -> str:
     return text[:1].lower() + text[1:]
 
 
+def api_url(base: str) -> URL:
+    """The API's base URL (with a trailing slash): http(s), plain http only to this host."""
+    try:
+        url = URL(base.rstrip("/") + "/")
+    except ValueError:
+        url = URL()
+    if url.scheme not in ("http", "https") or not url.host:
+        raise InvalidRequestError(f"base_url must be an http(s) URL, got {base!r}")
+    if url.scheme == "http" and not is_loopback(url.host):
+        raise InvalidRequestError(
+            "refusing to send the API key over plain http to a non-loopback host; use https"
+        )
+    return url
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version  # noqa: PLC0415
+
+        return version("aiovideoextend")
+    except Exception:  # pragma: no cover - not installed
+        return "0"
+
+
+def client_session(given: aiohttp.ClientSession | None) -> aiohttp.ClientSession:
+    """``given``, or a new pool of our own; either way one that never resends by itself."""
+    http = given or aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=100),
+        headers={"User-Agent": f"aiovideoextend/{_version()}"},
+    )
+    # aiohttp resends a GET once, unseen, when the connection drops after it went out: the
+    # server may then count two arrivals for one slot of our limiter (a 429 in a full
+    # window). Every attempt must pass the limiter, so we retry ourselves. aiohttp's own
+    # test client turns it off the same way; without the attribute nothing changes.
+    if hasattr(http, "_retry_connection"):
+        http._retry_connection = False
+    return http
+
+
 def is_loopback(host: str | None) -> bool:
     if not host:
         return False
@@ -76,13 +115,18 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
+def _multidict(headers: Mapping[str, str]) -> CIMultiDictProxy[str]:
+    return CIMultiDictProxy(CIMultiDict(headers))
+
+
 @attrs.define
 class Transport:
     """Sends requests with the API key, through the shared limiter, never following redirects."""
 
     http: aiohttp.ClientSession
     limiter: Limiter
-    headers: Mapping[str, str] = attrs.field(repr=False)
+    #: kept as aiohttp's own type: given a plain dict, aiohttp converts it on every request
+    headers: Mapping[str, str] = attrs.field(repr=False, converter=_multidict)
     timeout: aiohttp.ClientTimeout
     on_wait: Callable[[str, float], None] | None = None
     ssl: bool = True
@@ -90,6 +134,10 @@ class Transport:
     clock_offset: float = 0.0
     #: the server answered at least once (any status)
     reached: bool = False
+    _key: bytes = attrs.field(init=False, repr=False, default=b"")
+
+    def __attrs_post_init__(self) -> None:
+        self._key = self.headers.get("x-api-key", "").encode()
 
     async def send(
         self,
@@ -177,13 +225,14 @@ class Transport:
     def _scrub(self, response: Response) -> Response:
         """A server that echoes the key (in the body, a header, the reason) must not make us
         leak it: everything we keep of an answer ends up in errors, logs and results files."""
-        key = self.headers.get("x-api-key")
-        if not key:
+        key_bytes = self._key
+        if not key_bytes:
             return response
+        key = key_bytes.decode()
         headers = response.headers
         in_headers = any(key in value for value in headers.values())
         # The common case (every poll): nothing to scrub, keep the response as it is.
-        if not in_headers and key.encode() not in response.raw and key not in response.reason:
+        if not in_headers and key_bytes not in response.raw and key not in response.reason:
             return response
         if in_headers:
             headers = CIMultiDictProxy(

@@ -6,20 +6,16 @@ import asyncio
 import enum
 import logging
 import os
-import random
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Awaitable, Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import attrs
 
 from .exceptions import JobCancelledError, JobFailedError, JobTimeoutError, VideoExtendError
 from .models import JobStatus, StatusUpdate, Submission, VideoResult
 
-if TYPE_CHECKING:
-    from ._session import Session
-
-__all__ = ["USE_POLICY_DEFAULT", "Job"]
+__all__ = ["USE_POLICY_DEFAULT", "Job", "JobHost"]
 
 log = logging.getLogger("aiovideoextend")
 
@@ -33,6 +29,43 @@ class _Default(enum.Enum):
 USE_POLICY_DEFAULT: Final = _Default.USE_POLICY_DEFAULT
 
 
+class JobHost(Protocol):
+    """What a :class:`Job` needs of the session that follows it."""
+
+    @property
+    def time_scale(self) -> float: ...
+
+    @property
+    def timeout(self) -> float | None:
+        """The policy's deadline per job (seconds from now; None: none)."""
+
+    def enroll(self, job: Job, submission: Submission | None) -> Any:
+        """The poll scheduler's record of a new job (kept on it, read by the scheduler only)."""
+
+    def ensure(self, job: Job) -> None:
+        """Somebody waits for ``job``: make sure it is polled."""
+
+    def estimate(self, job: Job) -> tuple[float, float] | None:
+        """(percent complete, seconds remaining) of ``job``, when known."""
+
+    def fetch_status(self, run_id: str) -> Awaitable[tuple[StatusUpdate, bool]]:
+        """One status of the run (retrying transient errors) and whether its spelling is known."""
+
+    def status_changed(self, job: Job) -> None: ...
+
+    def absolute(self, video_url: str) -> str:
+        """A video URL taken against the API's origin."""
+
+    def download(
+        self,
+        result: VideoResult,
+        dest: str | os.PathLike[str],
+        *,
+        overwrite: bool,
+        max_bytes: int | None,
+    ) -> Awaitable[Path]: ...
+
+
 class Job:
     """One run on the server: ``await job`` gives its :class:`VideoResult` or raises.
 
@@ -42,23 +75,16 @@ class Job:
 
     __slots__ = (
         "__weakref__",
-        "_born",
         "_deadline",
         "_demand",
-        "_due",
         "_error",
-        "_event",
-        "_expected_end",
+        "_host",
         "_interrupted",
-        "_interval",
         "_listeners",
-        "_polled",
         "_result",
-        "_sample",
-        "_scheduled",
-        "_seen_running",
-        "_session",
         "_status",
+        "_track",
+        "_waiters",
         "last_update",
         "model",
         "run_id",
@@ -67,12 +93,12 @@ class Job:
 
     def __init__(
         self,
-        session: Session,
+        host: JobHost,
         run_id: str,
         model: str | None = None,
         submission: Submission | None = None,
     ) -> None:
-        self._session: Final = session
+        self._host: Final = host
         self.run_id: Final = run_id
         self.model = model
         #: the 202 answer (None for a job attached with ``session.job()``)
@@ -82,26 +108,17 @@ class Job:
         self._status = JobStatus.PENDING
         self._result: VideoResult | None = None
         self._error: VideoExtendError | None = None
-        self._event: asyncio.Event | None = None
+        #: one future per waiting result() call (an Event costs a coroutine frame per waiter)
+        self._waiters: list[asyncio.Future[None]] | None = None
         self._listeners: list[asyncio.Queue[StatusUpdate | None]] = []
+        #: how many wait for it (``result()``, ``updates()``): polled while any do
         self._demand = 0
-        self._scheduled = False
         self._interrupted = False
-        self._polled = False
-        self._sample: tuple[float, float] | None = None
-        policy = session._poll
-        self._interval = policy.first
+        timeout = host.timeout
         now = asyncio.get_running_loop().time()
-        self._deadline = None if policy.timeout is None else now + policy.timeout
-        # The age of a job we submitted is known; one attached by id may be of any age.
-        self._born = now if submission is not None else None
-        #: loop time of the last poll that found the job still running
-        self._seen_running = now
-        #: loop time the job is due in the scheduler's heap (older heap entries are stale)
-        self._due = 0.0
-        eta = submission.eta if submission is not None else None
-        self._expected_end = now + eta / session.time_scale if eta is not None and eta > 0 else None
-        session._scheduler.born(self)
+        self._deadline = None if timeout is None else now + timeout
+        #: the poll scheduler's record (owned and written by the scheduler)
+        self._track: Any = host.enroll(self, submission)
 
     def __repr__(self) -> str:
         return f"<Job {self.run_id} {self.model or '?'} {self._status.value}>"
@@ -126,18 +143,25 @@ class Job:
         submit, and None waits forever. A :class:`JobTimeoutError` leaves the job running on
         the server: wait again, or attach later with ``session.job(run_id)``.
         """
-        if not self.done():
+        if not self.done() and not self._interrupted:
             loop = asyncio.get_running_loop()
             if timeout is USE_POLICY_DEFAULT:
                 deadline = self._deadline
             else:
                 deadline = None if timeout is None else loop.time() + timeout
-            event = self._waiter()
+            waiter: asyncio.Future[None] = loop.create_future()
+            waiters = self._waiters
+            if waiters is None:
+                waiters = self._waiters = []
+            waiters.append(waiter)
             self._demand += 1
-            self._session._scheduler.ensure(self)
+            self._host.ensure(self)
             try:
-                async with asyncio.timeout_at(deadline):
-                    await event.wait()
+                if deadline is None:
+                    await waiter
+                else:
+                    async with asyncio.timeout_at(deadline):
+                        await waiter
             except TimeoutError:
                 raise JobTimeoutError(
                     f"job {self.run_id} still {self._status.value} at the deadline",
@@ -145,6 +169,7 @@ class Job:
                 ) from None
             finally:
                 self._demand -= 1
+                waiters.remove(waiter)
         return self._outcome()
 
     async def updates(self) -> AsyncIterator[StatusUpdate]:
@@ -162,7 +187,7 @@ class Job:
         queue: asyncio.Queue[StatusUpdate | None] = asyncio.Queue()
         self._listeners.append(queue)
         self._demand += 1
-        self._session._scheduler.ensure(self)
+        self._host.ensure(self)
         try:
             while True:
                 try:
@@ -186,7 +211,7 @@ class Job:
     async def refresh(self) -> StatusUpdate:
         """Poll once now (through the rate limiter) and return what the server said (with
         this session's estimates, see :attr:`StatusUpdate.estimated_progress`)."""
-        update, known = await self._session._fetch_status(self.run_id)
+        update, known = await self._host.fetch_status(self.run_id)
         ended = self.done()
         self._apply(update, known=known)
         latest = self.last_update
@@ -209,14 +234,9 @@ class Job:
         ``<run_id>.mp4`` in) atomically. The name never comes from the server; a video over
         ``max_bytes`` is refused."""
         result = await self.result()
-        return await self._session.download(result, dest, overwrite=overwrite, max_bytes=max_bytes)
+        return await self._host.download(result, dest, overwrite=overwrite, max_bytes=max_bytes)
 
     # --- fed by the scheduler -------------------------------------------------------------
-
-    def _waiter(self) -> asyncio.Event:
-        if self._event is None:
-            self._event = asyncio.Event()
-        return self._event
 
     def _outcome(self) -> VideoResult:
         if self._result is not None:
@@ -238,11 +258,9 @@ class Job:
             update = _replace_status(update, self._status)
         if update.model and not self.model:
             self.model = update.model
-        if self._born is not None or update.status is JobStatus.COMPLETED:
-            update = self._estimated(update)
+        update = self._estimated(update)
         previous = self.last_update
         self.last_update = update
-        self._polled = True
         changed = (
             previous is None
             or previous.status is not update.status
@@ -252,7 +270,7 @@ class Job:
         if update.status is not self._status:
             log.debug("job %s: %s -> %s", self.run_id, self._status.value, update.status.value)
             self._status = update.status
-            self._session._status_changed(self)
+            self._host.status_changed(self)
         if update.status.is_terminal:
             self._finish(update)
         if changed:
@@ -266,14 +284,14 @@ class Job:
             return attrs.evolve(update, estimated_progress=100.0, estimated_remaining=0.0)
         if status is not JobStatus.PROCESSING and status is not JobStatus.PENDING:
             return update
-        estimate = self._session._scheduler.estimate(self, asyncio.get_running_loop().time())
+        estimate = self._host.estimate(self)
         if estimate is None:
             return update
         progress, remaining = estimate
         return attrs.evolve(
             update,
             estimated_progress=round(progress, 1),
-            estimated_remaining=round(remaining * self._session.time_scale, 1),
+            estimated_remaining=round(remaining * self._host.time_scale, 1),
         )
 
     def _finish(self, update: StatusUpdate) -> None:
@@ -285,7 +303,7 @@ class Job:
                     cost = self.submission.cost
                 self._result = VideoResult(
                     run_id=run_id,
-                    video_url=self._session._absolute(update.video_url),
+                    video_url=self._host.absolute(update.video_url),
                     model=self.model,
                     cost=cost,
                     completed_at=update.completed_at,
@@ -324,55 +342,9 @@ class Job:
                 queue.put_nowait(None)
 
     def _wake(self) -> None:
-        if self._event is not None:
-            self._event.set()
-
-    def _next_delay(self, now: float) -> float:
-        """Seconds until the next poll.
-
-        A hint from the server places the poll where the job should be done; without one, the
-        durations learned from this session's finished jobs of the same model say how long to
-        skip; failing both, back off from ``first``. Clamped to [min_interval, max_interval].
-        """
-        policy = self._session._poll
-        scale = self._session.time_scale
-        update = self.last_update
-        hint: float | None = None
-        if update is not None and update.eta is not None and update.eta >= 0:
-            hint = update.eta / scale
-        elif update is not None and update.progress is not None and 0 < update.progress < 100:
-            sample = self._sample
-            if sample is None or update.progress < sample[1]:
-                self._sample = (now, update.progress)
-            elif update.progress > sample[1]:
-                rate = (update.progress - sample[1]) / (now - sample[0])
-                hint = (100 - update.progress) / rate
-        if hint is None and self._expected_end is not None and now < self._expected_end:
-            # The submit's eta still stands while status bodies carry no estimate of their own.
-            hint = self._expected_end - now
-        if hint is not None:
-            if hint <= policy.max_interval:
-                # Due within reach: aim just past it, not up to 10 % early (a wasted poll).
-                delay = max(hint, policy.min_interval)
-                delay += policy.jitter * policy.min_interval * random.random()
-                return min(delay, policy.max_interval)
-            delay = policy.max_interval
-        else:
-            scheduler = self._session._scheduler
-            hold = scheduler.earliest_end(self, now)
-            if hold is None and not scheduler.is_scout(self):
-                # Nothing learned about this model yet, and older jobs are polled closely: when
-                # the first of them ends, the scheduler brings this one forward if it is due.
-                delay = policy.max_interval
-            elif hold is None:
-                delay = self._interval
-                self._interval = min(self._interval * policy.backoff, policy.max_interval)
-            else:
-                delay = max(hold - now, policy.interval)
-        delay = min(max(delay, policy.min_interval), policy.max_interval)
-        if policy.jitter:
-            delay *= 1 + policy.jitter * (2 * random.random() - 1)
-        return delay
+        for waiter in self._waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 def _replace_status(update: StatusUpdate, status: JobStatus) -> StatusUpdate:

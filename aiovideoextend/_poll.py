@@ -15,9 +15,15 @@ import bisect
 import functools
 import heapq
 import itertools
-import logging
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol
 
+from ._backoff import Backoff
+from ._config import PollPolicy, Retries
+from ._http import Transport
+from ._limiter_api import Window
+from ._plan import Durations, JobPlan, earliest_end, estimate, next_delay
+from ._tasks import TaskSet
 from .exceptions import (
     APIConnectionError,
     AuthenticationError,
@@ -28,263 +34,268 @@ from .exceptions import (
     RateLimitError,
     VideoExtendError,
 )
-from .models import Event, EventKind
+from .models import StatusUpdate, Submission
 
 if TYPE_CHECKING:
     from ._job import Job
-    from ._session import Session
 
 __all__ = ["PollScheduler"]
-
-log = logging.getLogger("aiovideoextend")
 
 # Errors that polling again cannot fix: the awaiters get them at once.
 _PERMANENT = (AuthenticationError, PermissionDeniedError, NotFoundError, EndpointNotFoundError)
 
 
-class _Durations:
-    """What this session saw of one model's jobs: when each was born, how long the ended took."""
+class Fetch(Protocol):
+    """One status call of a run: the update and whether its status spelling is known."""
 
-    __slots__ = ("births", "samples")
+    def __call__(
+        self, run_id: str, *, overall_held: bool = ..., attempts: int | None = ...
+    ) -> Awaitable[tuple[StatusUpdate, bool]]: ...
 
-    #: the share of jobs whose early end we accept to notice late: below this quantile of the
-    #: durations seen, a poll would almost never find the job done
-    QUANTILE = 0.03
 
-    def __init__(self) -> None:
-        self.births: list[float] = []
-        self.samples: list[float] = []
+class _Track(JobPlan):
+    """The scheduler's record of one job: its plan, and where it stands in the heap."""
 
-    def floor(self, now: float) -> float | None:
-        """A duration few jobs of the model finish under (None: no job ended yet).
+    __slots__ = ("due", "scheduled")
 
-        The low quantile ``q`` of the durations seen, shrunk by 1/(m + 1) where m jobs have
-        reached that age by now: the smallest of m draws overshoots the true minimum by about
-        that share of the spread (taking ``q`` itself as the spread). Counting the jobs still
-        running, not only the ended ones, is what makes one early end among many informative.
-        """
-        samples = self.samples
-        if not samples:
-            return None
-        q = samples[int(self.QUANTILE * len(samples))]
-        m = bisect.bisect_right(self.births, now - q)
-        return q * m / (m + 1)
-
-    def typical(self) -> float | None:
-        """The median duration of the ended jobs (None: none ended yet)."""
-        samples = self.samples
-        return samples[len(samples) // 2] if samples else None
+    def __init__(self, now: float, born: float | None, eta: float | None, first: float) -> None:
+        super().__init__(now, born, eta, first)
+        #: in the heap (or being polled)
+        self.scheduled = False
+        #: the loop time it is due in the heap (older heap entries are stale)
+        self.due = 0.0
 
 
 class PollScheduler:
-    def __init__(self, session: Session) -> None:
-        self._session = session
+    """Polls the jobs somebody waits for. ``fetch(run_id, overall_held=, attempts=)`` is one
+    status call; ``transport()`` the open transport (its limiter, whether the server answered);
+    ``forget(run_id)`` drops a job the session can no longer follow."""
+
+    def __init__(
+        self,
+        *,
+        fetch: Fetch,
+        transport: Callable[[], Transport],
+        policy: PollPolicy,
+        retries: Retries,
+        time_scale: float,
+        backoff: Backoff,
+        rand: Callable[[], float],
+        on_wait: Callable[[str, float], None],
+        forget: Callable[[str], object],
+    ) -> None:
+        self._fetch = fetch
+        self._transport = transport
+        self._policy = policy
+        self._connect_attempts = retries.connect_attempts
+        self._time_scale = time_scale
+        self._backoff = backoff
+        self._rand = rand
+        self._on_wait = on_wait
+        self._forget = forget
         self._heap: list[tuple[float, int, Job]] = []
         self._seq = itertools.count()
         self._task: asyncio.Task[None] | None = None
-        self._wakeup: asyncio.Event | None = None
-        self._polls: set[asyncio.Task[None]] = set()
+        #: what the scheduler's task waits on when nothing is due (set by a timer or a push)
+        self._waiter: asyncio.Future[None] | None = None
+        #: the overall budget, taken when the first poll starts (the session is open then)
+        self._overall: Window | None = None
+        self._polls = TaskSet()
         #: consecutive transient failures per job, for backoff
         self._failures: dict[str, int] = {}
-        self._durations: dict[str | None, _Durations] = {}
+        self._durations: dict[str | None, Durations] = {}
 
     def __len__(self) -> int:
         return len(self._heap) + len(self._polls)
 
-    def ensure(self, job: Job) -> None:
-        """Make sure ``job`` is polled (someone now waits for it)."""
-        if job._scheduled or job.done():
-            return
-        loop = asyncio.get_running_loop()
-        # The first poll of a fresh job waits for its hint; a job seen before is due now.
-        delay = job._next_delay(loop.time()) if not job._polled else 0.0
-        self._push(job, loop.time() + delay)
-
-    def born(self, job: Job) -> None:
-        """``job`` was just submitted by this session: count it among its model's jobs."""
-        if job._born is not None and self._session._poll.learn:
+    def enroll(self, job: Job, submission: Submission | None) -> _Track:
+        """A new job: its record. One we submitted counts among its model's jobs."""
+        policy = self._policy
+        now = asyncio.get_running_loop().time()
+        # The age of a job we submitted is known; one attached by id may be of any age.
+        eta = submission.eta if submission is not None else None
+        track = _Track(
+            now,
+            now if submission is not None else None,
+            None if eta is None else eta / self._time_scale,
+            policy.first,
+        )
+        if track.born is not None and policy.learn:
             durations = self._durations.get(job.model)
             if durations is None:
-                durations = self._durations[job.model] = _Durations()
-            bisect.insort(durations.births, job._born)
+                durations = self._durations[job.model] = Durations()
+            bisect.insort(durations.births, track.born)
+        return track
 
-    #: before any job of a model ended, only this many of its oldest jobs are polled closely
-    SCOUTS = 3
+    def ensure(self, job: Job) -> None:
+        """Make sure ``job`` is polled (someone now waits for it)."""
+        track: _Track = job._track
+        if track.scheduled or job.done():
+            return
+        now = asyncio.get_running_loop().time()
+        # The first poll of a fresh job waits for its hint; a job seen before is due now.
+        delay = self._next_delay(job, track, now) if job.last_update is None else 0.0
+        self._push(job, track, now + delay)
 
-    def is_scout(self, job: Job) -> bool:
-        """Whether ``job`` is among the oldest jobs of its model, polled closely while nothing is
-        learned yet: younger jobs are unlikely to end before them, so they wait for news."""
-        born = job._born
-        durations = self._durations.get(job.model)
-        if born is None or durations is None or not self._session._poll.learn:
-            return True
-        births = durations.births
-        return born <= births[min(self.SCOUTS, len(births)) - 1]
+    def _next_delay(self, job: Job, track: _Track, now: float) -> float:
+        return next_delay(
+            track,
+            job.last_update,
+            policy=self._policy,
+            learned=self._durations.get(job.model),
+            now=now,
+            rand=self._rand,
+            time_scale=self._time_scale,
+        )
 
-    def earliest_end(self, job: Job, now: float) -> float | None:
-        """Loop time before which ``job`` is unlikely to be done (None: nothing learned)."""
-        born = job._born
-        if born is None or not self._session._poll.learn:
-            return None
-        durations = self._durations.get(job.model)
-        floor = None if durations is None else durations.floor(now)
-        return None if floor is None else born + floor
+    def estimate(self, job: Job) -> tuple[float, float] | None:
+        """(percent complete, seconds remaining) of ``job``, from its model's ended jobs."""
+        born = job._track.born
+        if born is None:
+            return None  # attached by id: its age is unknown
+        now = asyncio.get_running_loop().time()
+        return estimate(born, self._durations.get(job.model), now)
 
-    def estimate(self, job: Job, now: float) -> tuple[float, float] | None:
-        """(percent complete, seconds remaining) of ``job``, estimated from the median duration
-        of this session's ended jobs of its model; None when nothing is learned or its age is
-        unknown. Capped at 99 % while running: the server has not said it is done."""
-        born = job._born
-        durations = self._durations.get(job.model)
-        typical = None if born is None or durations is None else durations.typical()
-        if born is None or typical is None or typical <= 0:
-            return None
-        elapsed = now - born
-        return min(99.0, max(0.0, 100.0 * elapsed / typical)), max(0.0, typical - elapsed)
-
-    def _learn(self, job: Job, now: float) -> None:
+    def _learn(self, job: Job, track: _Track, now: float) -> None:
         """A poll found ``job`` ended: it did so between the previous poll and this one."""
-        born = job._born
+        born = track.born
         durations = self._durations.get(job.model)
         if born is None or durations is None:
             return
-        bisect.insort(durations.samples, (job._seen_running + now) / 2 - born)
+        bisect.insort(durations.samples, (track.seen_running + now) / 2 - born)
         if len(durations.samples) == 1:
             self._replan(job.model, now)
 
     def _replan(self, model: str | None, now: float) -> None:
         """The first job of ``model`` ended: the others, backing off blind so far, may well be
         done too. Bring forward every one that is old enough (O(jobs), once per model)."""
-        interval = self._session._poll.interval
+        interval = self._policy.interval
+        learned = self._durations.get(model)
         for at, _, job in list(self._heap):
-            if job.model != model or at != job._due or at <= now + interval:
+            track: _Track = job._track
+            if job.model != model or at != track.due or at <= now + interval:
                 continue
-            hold = self.earliest_end(job, now)
+            hold = earliest_end(track.born, learned, now)
             if hold is not None and hold <= now:
-                self._push(job, now + interval * self._session._random())
+                self._push(job, track, now + interval * self._rand())
 
-    def _push(self, job: Job, at: float) -> None:
-        job._scheduled = True
-        job._due = at
+    def _push(self, job: Job, track: _Track, at: float) -> None:
+        track.scheduled = True
+        track.due = at
         heap = self._heap
         wake = not heap or at < heap[0][0]
         heapq.heappush(heap, (at, next(self._seq), job))
         if self._task is None:
-            self._wakeup = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="aiovideoextend-poll-scheduler"
             )
-        elif wake and self._wakeup is not None:
-            self._wakeup.set()
+        elif wake:
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         heap = self._heap
-        wakeup = self._wakeup
-        assert wakeup is not None  # noqa: S101  (set with the task)
-        overall = self._session._limiter.overall
+        overall = self._overall = self._transport().limiter.overall
         while True:
             if not heap:
-                await wakeup.wait()
-                wakeup.clear()
+                self._waiter = loop.create_future()
+                await self._waiter
                 continue
             due = heap[0][0]
             if due > loop.time():
-                # A timer that sets the event, not asyncio.timeout_at: that one cancels the wait
+                # A timer that ends the wait, not asyncio.timeout_at: that one cancels the wait
                 # and raises, which cost more than the rest of the poll's bookkeeping together.
-                wakeup.clear()
-                timer = loop.call_at(due, wakeup.set)
-                await wakeup.wait()
+                self._waiter = loop.create_future()
+                timer = loop.call_at(due, self._wake)
+                await self._waiter
                 timer.cancel()
                 continue
             at, _, job = heapq.heappop(heap)
-            if at != job._due:
+            track: _Track = job._track
+            if at != track.due:
                 continue  # superseded by a later push (see _replan)
             if job.done() or job._demand <= 0:
-                job._scheduled = False
+                track.scheduled = False
                 continue
             try:
-                await overall.acquire(self._session._on_wait)
+                await overall.acquire(self._on_wait)
             except LimiterUnavailableError as exc:
                 # Polling without the shared budget could overrun it: tell the waiters now,
                 # not at their deadline. The run goes on; session.job(run_id) attaches afresh.
-                job._scheduled = False
+                track.scheduled = False
                 job._fail(exc)
-                self._session._jobs.pop(job.run_id, None)
+                self._forget(job.run_id)
                 continue
             # The slot is ours until the poll hands it to the transport; a poll task
             # cancelled before it ever ran must give it back (see _poll_done).
             held = [True]
-            task = loop.create_task(self._poll(job, held))
-            self._polls.add(task)
-            task.add_done_callback(functools.partial(self._poll_done, held, job))
+            self._polls.spawn(
+                self._poll(job, track, held),
+                on_done=functools.partial(self._poll_done, held, job),
+            )
 
-    def _poll_done(self, held: list[bool], job: Job, task: asyncio.Task[None]) -> None:
-        self._polls.discard(task)
-        if held[0]:
-            self._session._limiter.overall.cancel()
-            job._scheduled = False
+    def _poll_done(self, held: list[bool], job: Job, _task: object) -> None:
+        if held[0] and self._overall is not None:
+            self._overall.cancel()
+            job._track.scheduled = False
             job._interrupt()
 
-    async def _poll(self, job: Job, held: list[bool]) -> None:
-        session = self._session
+    async def _poll(self, job: Job, track: _Track, held: list[bool]) -> None:
         loop = asyncio.get_running_loop()
         held[0] = False
         # Spacing counts from when the poll left, as the server sees it, not from the answer.
         sent = loop.time()
         try:
-            update, known = await session._fetch_status(job.run_id, overall_held=True, attempts=1)
+            update, known = await self._fetch(job.run_id, overall_held=True, attempts=1)
         except _PERMANENT as exc:
-            job._scheduled = False
+            track.scheduled = False
             job._fail(exc)
             return
         except VideoExtendError as exc:
             # Transient (429, 5xx, timeouts, garbage bodies): back off and poll again.
             failures = self._failures[job.run_id] = self._failures.get(job.run_id, 0) + 1
-            retries = session._retries
             if (
                 isinstance(exc, APIConnectionError)
-                and failures >= retries.connect_attempts
-                and not session._ready().reached
+                and failures >= self._connect_attempts
+                and not self._transport().reached
             ):
                 # Never reached at all (server down, wrong base URL): waiting cannot help.
                 # A server that answered before and drops out for a while is waited for.
-                job._scheduled = False
+                track.scheduled = False
                 job._fail(exc)
                 return
-            delay = retries.delay(failures, session._random())
-            if isinstance(exc, RateLimitError) and exc.retry_after is not None:
-                delay = max(delay, exc.retry_after)
-            session._emit(
-                Event(EventKind.RETRYING, run_id=job.run_id, delay=delay, detail=str(exc))
+            retry_after = exc.retry_after if isinstance(exc, RateLimitError) else None
+            delay = self._backoff.next(
+                failures, str(exc), run_id=job.run_id, retry_after=retry_after
             )
-            log.debug("poll of %s failed (%s); retrying in %.3fs", job.run_id, exc, delay)
-            self._push(job, loop.time() + delay)
+            self._push(job, track, loop.time() + delay)
             return
         except BaseException:
-            job._scheduled = False
+            track.scheduled = False
             job._interrupt()
             raise
         self._failures.pop(job.run_id, None)
         job._apply(update, known=known)
         now = loop.time()
         if update.status.is_terminal:
-            self._learn(job, now)
+            self._learn(job, track, now)
         else:
-            job._seen_running = now
+            track.seen_running = now
         if job.done() or job._demand <= 0:
-            job._scheduled = False
+            track.scheduled = False
             return
-        self._push(job, max(sent + job._next_delay(now), now))
+        self._push(job, track, max(sent + self._next_delay(job, track, now), now))
 
     async def aclose(self) -> None:
-        tasks = list(self._polls)
-        if self._task is not None:
-            tasks.append(self._task)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            self._polls.track(task)
+        await self._polls.drain()
         for _, _, job in self._heap:
             job._interrupt()
         self._heap.clear()

@@ -24,7 +24,7 @@ from typing import TypeAlias
 from ._journal_api import JournalStore
 from ._limiter_api import Limiter, WaitHook, Window
 from ._requests import ExtendRequest
-from ._session import EventHook
+from ._events import EventHook
 from .batch import BatchUpdate
 
 __all__ = [

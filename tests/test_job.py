@@ -272,3 +272,20 @@ async def test_only_the_oldest_jobs_scout_until_a_duration_is_learned(make_emula
     scouts, others = polls[:3], polls[3:]
     assert min(scouts) >= 4  # every `interval` (5 s) until the 40 s job ends
     assert max(others) <= 2  # brought forward once the first scout saw an end
+
+
+async def test_a_seeded_session_polls_the_same_way_twice(make_emulator):
+    """One random source per session: seeded alike, two runs poll at the same moments."""
+
+    async def polls(seed: int) -> list[float]:
+        emu = await make_emulator(seed=11)
+        async with ave.Session(emu.api_key, base_url=emu.base_url, time_scale=SCALE) as session:
+            session._rng.seed(seed)
+            jobs = [await submit(session, str(i)) for i in range(8)]
+            await asyncio.gather(*jobs)
+        times = [at for at, route in emu.stats.admitted if "status" in route]
+        return [round(at - times[0], 6) for at in times]
+
+    first = await polls(7)
+    assert len(first) > 8
+    assert await polls(7) == first

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import subprocess
+import sys
 
 import pytest
 
@@ -299,3 +301,18 @@ async def test_attach_to_existing_run(emu: Emulator, make_session):
         result = await job
     assert result.run_id == run_id
     assert result.model == "veo3-1-extend"
+
+
+def test_the_core_does_not_load_the_redis_backend() -> None:
+    """Importing the package and opening a Session without redis= loads no Redis module."""
+    code = (
+        "import asyncio, sys\n"
+        "import aiovideoextend as ave\n"
+        "async def main():\n"
+        "    async with ave.Session('k', base_url='http://127.0.0.1:9/api') as s:\n"
+        "        s.http\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in sys.modules if 'redis' in m))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
