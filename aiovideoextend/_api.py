@@ -19,8 +19,9 @@ from ._backoff import Backoff
 from ._config import Limits, Retries, Timeouts
 from ._converter import parse_error, parse_recover, parse_status, parse_submission
 from ._http import Response, Transport
-from ._reconcile import LostSubmit, NotNow, SubmitGuard, Ticket
+from ._reconcile import SubmitGuard
 from ._requests import MidjourneyExtend, SourceExtend
+from ._ticket import LostSubmit, NotNow, Ticket
 from .exceptions import (
     AmbiguousSubmitError,
     APIConnectionError,

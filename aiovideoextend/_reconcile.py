@@ -25,15 +25,16 @@ import asyncio
 import collections
 import contextlib
 import itertools
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine
-from typing import Any, Final
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from typing import Final
 
 import attrs
 
 from ._attribution import Attempt, Claim, attribute, offset_bounds, parse_created_at, read_listing
+from ._tasks import TaskSet
+from ._ticket import LostSubmit, Ticket
 from .exceptions import (
     AmbiguousSubmitError,
     APIConnectionError,
@@ -42,7 +43,7 @@ from .exceptions import (
 )
 from .models import RecoveredRun
 
-__all__ = ["LostSubmit", "NotNow", "SubmitGuard", "Ticket", "body_key"]
+__all__ = ["CALM", "RECOVER_LIMIT", "SubmitGuard"]
 
 log = logging.getLogger("aiovideoextend")
 
@@ -52,103 +53,6 @@ RECOVER_LIMIT = 50
 CALM: Final = 100
 #: answered submits remembered to pin the server's clock (most recent first)
 _FLIGHTS = 2000
-
-
-@attrs.define(eq=False)
-class LostSubmit:
-    """One submit attempt whose answer never arrived (or could not be read)."""
-
-    model: str
-    body: str
-    cause: str
-    #: order stamp and our clock when the request left, our clock when the answer was lost
-    sent_seq: int = 0
-    sent_at: float = 0.0
-    ended_at: float | None = None
-    #: a run that is certainly not this submit's (the Midjourney run being extended)
-    exclude: str | None = None
-    #: the client gave up waiting: the server may create the run later still
-    timed_out: bool = False
-    #: the ``conversationUUID`` it sent (None: none)
-    conversation: str | None = None
-    run: RecoveredRun | None = None
-    error: AmbiguousSubmitError | None = None
-    resolved: bool = False
-
-    def attempt(self) -> Attempt:
-        exclude = frozenset((self.exclude,)) if self.exclude else frozenset()
-        return Attempt(
-            str(id(self)),
-            self.sent_seq,
-            self.sent_at,
-            self.ended_at,
-            self.body,
-            exclude,
-            self.conversation,
-        )
-
-
-class NotNow(Exception):  # noqa: N818  (a signal, not an error)
-    """The guard holds this model's submits back for now; nothing was sent."""
-
-
-@attrs.define(eq=False)
-class Ticket:
-    """One submit attempt's passage through the guard: :meth:`enter` right before it leaves
-    (after the rate limiter), :meth:`leave` once its answer is handled."""
-
-    guard: SubmitGuard
-    model: str
-    #: awaited once the submit may leave, right before it does (a batch records its intent)
-    before_send: Callable[[], Awaitable[None]] | None = None
-    #: the ``conversationUUID`` the submit carries (None: none)
-    conversation: str | None = None
-    entered: bool = False
-    #: its answer named its run
-    answered_ok: bool = False
-    #: order stamp and our clock when the request left
-    sent_seq: int = 0
-    sent_at: float = 0.0
-
-    async def enter(self) -> None:
-        """Called with the rate-limit slots held: never waits (a waiting submit holding slots
-        could starve the very recover that would let it go). :class:`NotNow` makes the
-        transport give the slots back unused; wait with :meth:`SubmitGuard.ready`, then retry."""
-        if not self.guard.try_enter(self):
-            raise NotNow
-        self.entered = True
-        if self.before_send is not None:
-            await self.before_send()
-
-    def lost(
-        self, payload: Any, cause: str, exclude: str | None, *, timed_out: bool = False
-    ) -> LostSubmit:
-        now = time.time()
-        return LostSubmit(
-            self.model,
-            body_key(payload),  # only now: a payload may hold megabytes of video
-            cause,
-            sent_seq=self.sent_seq,
-            sent_at=self.sent_at,
-            ended_at=now,
-            exclude=exclude,
-            timed_out=timed_out,
-            conversation=self.conversation,
-        )
-
-    def answered(self, run_id: str) -> None:
-        """The answer named ``run_id``: remember the flight (it pins the server's clock)."""
-        self.answered_ok = True
-        self.guard.answered(run_id, self.sent_at, time.time())
-
-    def leave(self) -> None:
-        if self.entered:
-            self.entered = False
-            self.guard.leave(self)
-
-
-def body_key(payload: Any) -> str:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"))
 
 
 class SubmitGuard:
@@ -198,7 +102,7 @@ class SubmitGuard:
         #: runs no submit of ours may have created (late creations, someone else's)
         self.unattributed: list[RecoveredRun] = []
         self._reported: set[str] = set()
-        self._tasks: set[asyncio.Future[None]] = set()
+        self._tasks = TaskSet()
 
     # -- what the session saw ---------------------------------------------------------------
 
@@ -404,7 +308,7 @@ class SubmitGuard:
                     # flight has no end), so that a late run is never handed to another.
                     late = attrs.evolve(submit.attempt(), ended_at=None)
                     self._released[model].append((late, now + self._cooldown))
-                    self._spawn(self._late_look(model, late, now + self._cooldown))
+                    self._tasks.spawn(self._late_look(model, late, now + self._cooldown))
             else:
                 ids = list(verdict.candidates)
                 self._reported.update(ids)  # named as candidates: not unattributed
@@ -417,11 +321,6 @@ class SubmitGuard:
                     candidates=ids,
                     cause=submit.cause,
                 )
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _late_look(self, model: str, attempt: Attempt, until: float) -> None:
         """A timed-out submit found to have created nothing may still create its run late: look
