@@ -12,21 +12,24 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import json
 import logging
 import math
 import time
 from collections.abc import Mapping
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast, get_args
 
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
+from ._journal_api import JournalEntry, State
 from .exceptions import (
     APIError,
     AuthenticationError,
     BadRequestError,
     ConflictError,
     InsufficientBalanceError,
+    JournalError,
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
@@ -43,6 +46,7 @@ __all__ = [
     "parse_status",
     "parse_submission",
     "status_from_wire",
+    "structure_journal_entry",
 ]
 
 log = logging.getLogger("aiovideoextend")
@@ -383,3 +387,64 @@ def parse_error(
     if cls is RateLimitError:
         return RateLimitError(message, retry_after=retry_after_seconds(retry_after), **kw)
     return cls(message, **kw)
+
+
+# --- the batch journal's entries ----------------------------------------------------------------
+# Not a wire rule of the API but of our own journals: a SQLite row and a Redis hash (whose values
+# are all text, "" for none) are both decoded here, by one rule. Kept in a block of its own.
+
+
+def _stored_text(value: Any, _type: type) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _stored_int(value: Any, _type: type) -> int | None:
+    return None if value is None or value == "" else int(value)
+
+
+def _stored_flag(value: Any, _type: type) -> bool:
+    return value in (True, 1, "1")
+
+
+def _stored_state(value: Any, _type: type) -> State:
+    if value not in _STATES:
+        raise ValueError(f"unknown state {value!r}")
+    return cast("State", value)
+
+
+def _stored_outcome(value: Any, _type: type) -> dict[str, Any] | None:
+    if value is None or value == "":
+        return None
+    outcome = json.loads(value) if isinstance(value, str | bytes) else value
+    if not isinstance(outcome, dict):
+        raise TypeError("the outcome is not a JSON object")
+    return outcome
+
+
+_STATES: Final = frozenset(get_args(State))
+_structure_entry = make_dict_structure_fn(
+    JournalEntry,
+    converter,
+    # Without per-field error reports: a batch reads every entry often, and they are ours.
+    _cattrs_detailed_validation=False,
+    state=override(struct_hook=_stored_state),
+    run_id=override(struct_hook=_stored_text),
+    owner=override(struct_hook=_stored_text),
+    submitted_seq=override(struct_hook=_stored_int),
+    outcome=override(struct_hook=_stored_outcome),
+    owner_alive=override(struct_hook=_stored_flag),
+    adopted=override(struct_hook=_stored_flag),
+)
+converter.register_structure_hook(JournalEntry, _structure_entry)
+
+
+def structure_journal_entry(fields: Mapping[str, Any]) -> JournalEntry:
+    """A journal entry from its stored fields (named as in :class:`JournalEntry`; others are
+    ignored). Raises :class:`JournalError` for one that cannot be read."""
+    try:
+        return converter.structure(fields, JournalEntry)
+    except KeyError as exc:
+        why = f"no {exc.args[0]}"
+    except (ValueError, TypeError) as exc:
+        why = str(exc)
+    raise JournalError(f"journal entry {fields.get('entry_id')} cannot be read: {why}")

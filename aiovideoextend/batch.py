@@ -32,7 +32,8 @@ import attrs
 
 from ._attribution import Attempt, Claim, attribute, offset_bounds, read_listing
 from ._download import download_video
-from ._journal import Journal, JournalEntry, LocalJournalStore
+from ._journal import Journal, JournalEntry
+from ._journal_store import LocalJournalStore
 from ._journal_api import JournalStore
 from ._manifest import ManifestLine, parse_manifest, request_from_fields
 from ._reconcile import RECOVER_LIMIT
