@@ -30,16 +30,22 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from ._attribution import Attempt, Claim, attribute, offset_bounds, read_listing
-from ._download import download_video
-from ._journal import Journal, JournalEntry
-from ._journal_store import LocalJournalStore
-from ._journal_api import JournalStore
-from ._manifest import ManifestLine, parse_manifest, request_from_fields
-from ._reconcile import RECOVER_LIMIT
-from ._requests import MidjourneyExtend, SourceExtend
-from ._results import FINISHED_STATUSES, BatchItem, BatchOutcome, BatchUpdate, Candidate
-from .exceptions import (
+from aiovideoextend._attribution import Attempt, Claim, attribute, offset_bounds, read_listing
+from aiovideoextend._download import download_video
+from aiovideoextend._journal import Journal, JournalEntry
+from aiovideoextend._journal_api import JournalStore
+from aiovideoextend._journal_store import LocalJournalStore
+from aiovideoextend._manifest import ManifestLine, parse_manifest, request_from_fields
+from aiovideoextend._reconcile import RECOVER_LIMIT
+from aiovideoextend._requests import MidjourneyExtend, SourceExtend
+from aiovideoextend._results import (
+    FINISHED_STATUSES,
+    BatchItem,
+    BatchOutcome,
+    BatchUpdate,
+    Candidate,
+)
+from aiovideoextend.exceptions import (
     AmbiguousSubmitError,
     APIConnectionError,
     APIError,
@@ -59,11 +65,11 @@ from .exceptions import (
     TransportError,
     VideoExtendError,
 )
-from .models import Event, EventKind
+from aiovideoextend.models import Event, EventKind
 
 if TYPE_CHECKING:
-    from ._job import Job
-    from ._session import Session
+    from aiovideoextend._job import Job
+    from aiovideoextend._session import Session
 
 __all__ = [
     "FINISHED_STATUSES",
