@@ -1,6 +1,6 @@
 """Batch outcomes and the results file: one JSON object per finished line, never two.
 
-:class:`BatchOutcome` and friends are re-exported from :mod:`aiovideoextend.batch`.
+:class:`BatchOutcome` and friends live in :mod:`aiovideoextend.batch` (names kept here too).
 
 The journal is written first and this file second, so after a crash the journal may know an
 outcome the file lacks; the rerun writes it then. A line's record is written again only when
@@ -19,9 +19,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final, Self
 
-import attrs
-
-from ._requests import MidjourneyExtend, SourceExtend
+from .batch._records import (
+    FINISHED_STATUSES,
+    BatchItem,
+    BatchOutcome,
+    BatchUpdate,
+    Candidate,
+    result_record,
+)
 
 __all__ = [
     "FINISHED_STATUSES",
@@ -34,106 +39,8 @@ __all__ = [
     "write_atomically",
 ]
 
-ExtendRequest = MidjourneyExtend | SourceExtend
-
-#: Statuses that end a request for good; a rerun skips them. The others (``skipped``,
-#: ``insufficient_balance``, ``unfinished``) are picked up again by the next run.
-FINISHED_STATUSES: Final = frozenset({"completed", "failed", "cancelled", "invalid", "ambiguous"})
 #: seconds between two rewrites of a results file whose records are being replaced
 REWRITE_EVERY: Final = 1.0
-
-
-@attrs.frozen
-class BatchItem:
-    """A request with its manifest line, or the reason it is invalid."""
-
-    request: ExtendRequest | None = None
-    line: int | None = None
-    error: str | None = None
-
-
-@attrs.frozen
-class Candidate:
-    """A run that may be an ``ambiguous`` request's, followed to its end like any job."""
-
-    run_id: str
-    #: completed, failed, cancelled, or unfinished (still running when the batch stopped)
-    status: str = "unfinished"
-    video_url: str | None = None
-    error: str | None = None
-    #: where its video was downloaded to
-    path: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
-
-    @classmethod
-    def from_stored(cls, value: object) -> Candidate:
-        """From a journal: a dict, or a bare run id (journals of 0.1 stored only those)."""
-        if isinstance(value, dict) and isinstance(value.get("run_id"), str):
-            fields = {k: v for k, v in value.items() if k in _CANDIDATE_FIELDS}
-            return cls(**fields)
-        return cls(str(value))
-
-
-_CANDIDATE_FIELDS: Final = frozenset(a.name for a in attrs.fields(Candidate))
-
-
-@attrs.frozen
-class BatchOutcome:
-    """How one request of a batch ended (or why it did not run)."""
-
-    #: 0-based position in the requests given to :func:`run_batch`
-    index: int
-    #: completed, failed, cancelled, invalid, ambiguous (finished); skipped,
-    #: insufficient_balance, unfinished (a rerun picks these up)
-    status: str
-    line: int | None = None
-    key: str | None = None
-    model: str | None = None
-    run_id: str | None = None
-    video_url: str | None = None
-    error: str | None = None
-    #: the final cost when the server reported it, else the precharge
-    cost: float | None = None
-    precharge: float | None = None
-    #: where the video was downloaded to
-    path: str | None = None
-    #: the outcome came from the journal (an earlier run, or another worker of a shared batch)
-    resumed: bool = False
-    #: for ``ambiguous``: the runs that might be this request's, each followed to its end
-    candidates: tuple[Candidate, ...] = ()
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINISHED_STATUSES
-
-    def to_dict(self) -> dict[str, Any]:
-        data = attrs.asdict(self, recurse=False)
-        data["candidates"] = [candidate.to_dict() for candidate in self.candidates]
-        return data
-
-
-@attrs.frozen
-class BatchUpdate:
-    """A request changed state: queued, waiting (for the rate limit), submitting, pending,
-    processing, downloading, or a final status."""
-
-    index: int
-    line: int | None
-    state: str
-    run_id: str | None = None
-    detail: str | None = None
-    #: the account balance the server reported with a submit
-    balance: float | None = None
-
-
-def result_record(outcome: BatchOutcome) -> dict[str, Any]:
-    """The JSON object written for an outcome (``line`` first, ``index`` dropped)."""
-    data = outcome.to_dict()
-    line = data.pop("line")
-    data.pop("index")
-    return {"line": line if line is not None else outcome.index + 1, **data}
 
 
 def write_atomically(path: Path, text: str) -> None:
