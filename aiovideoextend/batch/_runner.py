@@ -164,10 +164,12 @@ class Runner:
             else:
                 await self._take_over(entry, record, self.unresolved)
 
-    def _queue(self, entry: Entry) -> None:
+    def _queue(self, entry: Entry) -> str:
+        """Queue the entry in its model's lane; return the model."""
         assert entry.request is not None  # noqa: S101  (invalid entries never queue)
         self.lanes[entry.request.model].append(entry)
         self.reports.update(entry, "queued")
+        return entry.request.model
 
     async def _take_over(self, entry: Entry, record: JournalEntry, unresolved: Unresolved) -> None:
         """An entry the journal knows: report it, follow its run, or queue its lost intent."""
@@ -208,8 +210,7 @@ class Runner:
         for entry, record in released:
             if record is None:
                 # Its worker forgot the intent (the server refused it): unclaimed again.
-                self._queue(entry)
-                self._start_lane(entry.request.model)  # type: ignore[union-attr]
+                self._start_lane(self._queue(entry))
             else:
                 await self._take_over(entry, record, unresolved)
         for model, lost in unresolved.items():
