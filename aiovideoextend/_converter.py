@@ -390,52 +390,42 @@ def parse_error(
 
 
 # --- the batch journal's entries ----------------------------------------------------------------
-# Not a wire rule of the API but of our own journals: a SQLite row and a Redis hash (whose values
-# are all text, "" for none) are both decoded here, by one rule. Kept in a block of its own.
-
-
-def _stored_text(value: Any, _type: type) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _stored_int(value: Any, _type: type) -> int | None:
-    return None if value is None or value == "" else int(value)
-
-
-def _stored_flag(value: Any, _type: type) -> bool:
-    return value in (True, 1, "1")
+# Not the API's wire but our journals': a SQLite row and a Redis hash (all text, "" for none) are
+# decoded by this one rule, in a block of its own.
 
 
 def _stored_state(value: Any, _type: type) -> State:
-    if value not in _STATES:
+    if value not in get_args(State):
         raise ValueError(f"unknown state {value!r}")
     return cast("State", value)
 
 
 def _stored_outcome(value: Any, _type: type) -> dict[str, Any] | None:
-    if value is None or value == "":
-        return None
-    outcome = json.loads(value) if isinstance(value, str | bytes) else value
-    if not isinstance(outcome, dict):
-        raise TypeError("the outcome is not a JSON object")
-    return outcome
+    outcome = json.loads(value) if isinstance(value, str | bytes) and value else value
+    if outcome is None or outcome == "" or isinstance(outcome, dict):
+        return outcome or None
+    raise TypeError("the outcome is not a JSON object")
 
 
-_STATES: Final = frozenset(get_args(State))
-_structure_entry = make_dict_structure_fn(
+_text_or_none = override(struct_hook=lambda value, _: value or None)
+_flag = override(struct_hook=lambda value, _: value in (True, 1, "1"))
+converter.register_structure_hook(
     JournalEntry,
-    converter,
-    # Without per-field error reports: a batch reads every entry often, and they are ours.
-    _cattrs_detailed_validation=False,
-    state=override(struct_hook=_stored_state),
-    run_id=override(struct_hook=_stored_text),
-    owner=override(struct_hook=_stored_text),
-    submitted_seq=override(struct_hook=_stored_int),
-    outcome=override(struct_hook=_stored_outcome),
-    owner_alive=override(struct_hook=_stored_flag),
-    adopted=override(struct_hook=_stored_flag),
+    make_dict_structure_fn(
+        JournalEntry,
+        converter,
+        _cattrs_detailed_validation=False,  # a batch reads every entry often
+        state=override(struct_hook=_stored_state),
+        run_id=_text_or_none,
+        owner=_text_or_none,
+        submitted_seq=override(
+            struct_hook=lambda value, _: None if value in (None, "") else int(value)
+        ),
+        outcome=override(struct_hook=_stored_outcome),
+        owner_alive=_flag,
+        adopted=_flag,
+    ),
 )
-converter.register_structure_hook(JournalEntry, _structure_entry)
 
 
 def structure_journal_entry(fields: Mapping[str, Any]) -> JournalEntry:
