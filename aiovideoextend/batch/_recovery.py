@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from aiovideoextend._journal_api import JournalEntry, JournalStore
     from aiovideoextend._session import Session
 
-__all__ = ["Candidates", "CannotCheck", "reconcile", "snapshot"]
+__all__ = ["Candidates", "CannotCheck", "reconcile", "save_video", "snapshot"]
 
 log = logging.getLogger("aiovideoextend")
 
@@ -227,15 +227,18 @@ class Candidates:
             return Candidate(run_id, status, error=str(exc))
         except VideoExtendError as exc:
             return Candidate(run_id, "unfinished", error=str(exc))
-        path = None
-        error = None
+        path = error = None
         if self.download is not None and result.video_url:
-            try:
-                saved = await download_video(
-                    self.session.http, result.video_url, self.download, run_id=run_id
-                )
-            except DownloadError as exc:
-                error = f"download failed: {exc}"
-            else:
-                path = str(saved)
+            path, error = await save_video(self.session, self.download, result.video_url, run_id)
         return Candidate(run_id, "completed", result.video_url, error, path)
+
+
+async def save_video(
+    session: Session, directory: Path, url: str, run_id: str
+) -> tuple[str | None, str | None]:
+    """Download a completed run's video: (its path, None), or (None, why it could not be)."""
+    try:
+        saved = await download_video(session.http, url, directory, run_id=run_id)
+    except DownloadError as exc:
+        return None, f"download failed: {exc}"
+    return str(saved), None

@@ -18,11 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from aiovideoextend._download import download_video
 from aiovideoextend._journal_api import JournalEntry, JournalStore
 from aiovideoextend.exceptions import (
     AmbiguousSubmitError,
-    DownloadError,
     VideoExtendError,
 )
 
@@ -30,7 +28,7 @@ from ._endings import Ending, HeldElsewhere, Stopped, job_failed, submit_failed
 from ._entries import Entry
 from ._guard import SpendGuard
 from ._records import BatchOutcome, BatchUpdate, journal_record, outcome_from_journal
-from ._recovery import Candidates, CannotCheck, reconcile, snapshot
+from ._recovery import Candidates, CannotCheck, reconcile, save_video, snapshot
 from ._report import Reports
 from ._slots import Slots
 from ._watch import LOOK_AHEAD, LookAhead, Watcher, start_at
@@ -440,10 +438,6 @@ class Runner:
         url, run_id = outcome.video_url, outcome.run_id
         if self.download is not None and url and run_id:
             self.reports.update(entry, "downloading", run_id)
-            try:
-                path = await download_video(self.session.http, url, self.download, run_id=run_id)
-            except DownloadError as exc:
-                outcome = attrs.evolve(outcome, error=f"download failed: {exc}")
-            else:
-                outcome = attrs.evolve(outcome, path=str(path))
+            path, error = await save_video(self.session, self.download, url, run_id)
+            outcome = attrs.evolve(outcome, path=path, error=error or outcome.error)
         self._emit(entry, outcome)
