@@ -29,6 +29,7 @@ class Slots:
     async def take(self, entry: Entry) -> None:
         """A slot for the entry's run, at once."""
         if self._free is not None:
+            # locked(): no slot free, or one is on its way to a woken submit (that one's).
             if self._free.locked():
                 self._over += 1
             else:
