@@ -10,29 +10,21 @@ never a ``KeyError`` or a cattrs traceback.
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
+import json
 import logging
-import math
-import time
 from collections.abc import Mapping
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast, get_args
 
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
+from ._journal_api import JournalEntry, State
+from ._wire_errors import parse_error, retry_after_seconds
+from ._wire_values import number as _number
+from ._wire_values import text as _text
 from .exceptions import (
-    APIError,
-    AuthenticationError,
-    BadRequestError,
-    ConflictError,
-    InsufficientBalanceError,
-    NotFoundError,
-    PayloadTooLargeError,
-    PermissionDeniedError,
-    RateLimitError,
+    JournalError,
     ResponseDecodeError,
-    ServerError,
 )
 from .models import JobStatus, RecoveredRun, StatusUpdate, Submission
 
@@ -46,9 +38,11 @@ __all__ = [
     "parse_recover",
     "parse_status",
     "parse_submission",
+    "retry_after_seconds",
     "source_body",
     "status_from_wire",
     "strict_converter",
+    "structure_journal_entry",
 ]
 
 log = logging.getLogger("aiovideoextend")
@@ -79,37 +73,6 @@ def status_from_wire(raw: str) -> JobStatus | None:
         _unknown_logged.add(raw)
         log.warning("unknown job status %r: treating the job as still running", raw[:80])
     return status
-
-
-def _number(value: Any) -> float | None:
-    """A finite float from a JSON number or a numeric string like "50%"; else None."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, str):
-        value = value.strip().rstrip("%").strip()
-    try:
-        out = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return out if math.isfinite(out) else None
-
-
-def _text(value: Any) -> str | None:
-    if value is None:  # the common case, before the slow Mapping check
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, Mapping):
-        # "Failed jobs include an `error` object" [GEN]: take its message.
-        for key in ("message", "error", "detail"):
-            if isinstance(value.get(key), str):
-                return str(value[key])
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return str(value)
-    except ValueError:  # an int past sys.get_int_max_str_digits()
-        return None
 
 
 def _get(obj: Any, *path: str) -> Any:
@@ -345,89 +308,52 @@ def parse_recover(body: Any, *, conv: cattrs.Converter = converter) -> list[Reco
     return runs
 
 
-# --- errors -----------------------------------------------------------------------------------
-
-_ERRORS: Final[Mapping[int, type[APIError]]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    402: InsufficientBalanceError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    408: ServerError,
-    409: ConflictError,
-    413: PayloadTooLargeError,
-    429: RateLimitError,
-}
+# --- the batch journal's entries ----------------------------------------------------------------
+# Not the API's wire but our journals': a SQLite row and a Redis hash (all text, "" for none) are
+# decoded by this one rule, in a block of its own.
 
 
-_BY_TYPE: Final[Mapping[str, type[APIError]]] = {
-    "RATE_LIMITED": RateLimitError,
-    "INSUFFICIENT_BALANCE": InsufficientBalanceError,
-}
+def _stored_state(value: Any, _type: type) -> State:
+    if value not in get_args(State):
+        raise ValueError(f"unknown state {value!r}")
+    return cast("State", value)
 
 
-def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
-    """``Retry-After`` in seconds: delta-seconds, or an HTTP date counted from ``now``.
+def _stored_outcome(value: Any, _type: type) -> dict[str, Any] | None:
+    outcome = json.loads(value) if isinstance(value, str | bytes) and value else value
+    if outcome is None or outcome == "" or isinstance(outcome, dict):
+        return outcome or None
+    raise TypeError("the outcome is not a JSON object")
 
-    ``now`` is a Unix time (default: the wall clock). Anything unreadable gives None.
-    """
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
+
+_text_or_none = override(struct_hook=lambda value, _: value or None)
+_flag = override(struct_hook=lambda value, _: value in (True, 1, "1"))
+converter.register_structure_hook(
+    JournalEntry,
+    make_dict_structure_fn(
+        JournalEntry,
+        converter,
+        _cattrs_detailed_validation=False,  # a batch reads every entry often
+        state=override(struct_hook=_stored_state),
+        run_id=_text_or_none,
+        owner=_text_or_none,
+        submitted_seq=override(
+            struct_hook=lambda value, _: None if value in (None, "") else int(value)
+        ),
+        outcome=override(struct_hook=_stored_outcome),
+        owner_alive=_flag,
+        adopted=_flag,
+    ),
+)
+
+
+def structure_journal_entry(fields: Mapping[str, Any]) -> JournalEntry:
+    """A journal entry from its stored fields (named as in :class:`JournalEntry`; others are
+    ignored). Raises :class:`JournalError` for one that cannot be read."""
     try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:  # "-0000": an HTTP date is always UTC
-            when = when.replace(tzinfo=dt.UTC)
-        seconds = max(0.0, when.timestamp() - (time.time() if now is None else now))
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
-
-
-def parse_error(
-    status: int, body: Any, *, reason: str, request_id: str | None, retry_after: str | None
-) -> APIError:
-    """Map an error response in any of the three documented envelopes to our error class.
-
-    guide: ``{"error": {"message", "type"}}``; simple: ``{"error": "msg", "status": 402}``;
-    OpenAPI: ``{"error": 400, "message": "msg"}``.
-    """
-    message = error_type = code = None
-    required_balance = None
-    if isinstance(body, Mapping):
-        err = body.get("error")
-        if isinstance(err, Mapping):
-            message = _text(err.get("message"))
-            error_type = _text(err.get("type"))
-            code = _text(err.get("code"))
-            required_balance = _number(err.get("requiredBalance"))
-        elif isinstance(err, str):
-            message = err
-        if message is None:
-            message = _text(body.get("message")) or _text(body.get("detail"))
-        code = code or _text(body.get("code"))
-        if required_balance is None:
-            required_balance = _number(body.get("requiredBalance"))
-    elif isinstance(body, str) and body.strip() and len(body) < 300 and "<" not in body:
-        message = body.strip()
-    message = message or reason or f"HTTP {status}"
-    cls = _ERRORS.get(status) or (ServerError if status >= 500 else APIError)
-    if 400 <= status < 500:
-        # The video guide's own client checks the type as well as the status: a rate limit or
-        # an empty balance reported under another 4xx is still that (and a 429 retry is safe).
-        cls = _BY_TYPE.get((error_type or "").upper(), cls)
-    kw: dict[str, Any] = {
-        "status_code": status,
-        "error_type": error_type,
-        "code": code,
-        "request_id": request_id,
-        "body": body,
-    }
-    if cls is InsufficientBalanceError:
-        return InsufficientBalanceError(message, required_balance=required_balance, **kw)
-    if cls is RateLimitError:
-        return RateLimitError(message, retry_after=retry_after_seconds(retry_after), **kw)
-    return cls(message, **kw)
+        return converter.structure(fields, JournalEntry)
+    except KeyError as exc:
+        why = f"no {exc.args[0]}"
+    except (ValueError, TypeError) as exc:
+        why = str(exc)
+    raise JournalError(f"journal entry {fields.get('entry_id')} cannot be read: {why}")

@@ -1,9 +1,10 @@
 """What a batch needs of its journal, so that it can live in SQLite (one process) or Redis (many).
 
 :class:`~aiovideoextend.batch.Journal` (a local SQLite file, wrapped in
-:class:`~aiovideoextend._journal.LocalJournalStore`) and
+:class:`~aiovideoextend._journal_store.LocalJournalStore`) and
 :class:`~aiovideoextend.redis_journal.RedisJournal` (one batch split over many workers and hosts)
-both satisfy :class:`JournalStore`. Every method is a coroutine, and every write is atomic.
+both satisfy :class:`JournalStore`. Every method is a coroutine, and every write is atomic. They
+hand entries back as :class:`JournalEntry` records (decoded by one rule, ``_converter``'s).
 
 Ownership (``shared`` stores only): recording an intent is a *claim* of the entry by this worker,
 and fails (returns ``False``) when another worker holds it. A worker holds its entries for as
@@ -13,14 +14,41 @@ lapsed (or that its owner released), and only the adopter may then reconcile or 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+import attrs
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable
 
-    from ._journal import JournalEntry
+__all__ = ["JournalEntry", "JournalStore", "State"]
 
-__all__ = ["JournalStore"]
+State = Literal["intent", "submitted", "finished"]
+
+
+@attrs.frozen
+class JournalEntry:
+    """One request's row in the journal."""
+
+    entry_id: str
+    request_key: str
+    model: str
+    position: int
+    state: State
+    intent_seq: int
+    intent_at: float
+    run_id: str | None = None
+    submitted_seq: int | None = None
+    #: our clock when the answer naming ``run_id`` was recorded (None: adopted, or older)
+    submitted_at: float | None = None
+    precharge: float | None = None
+    #: the finished outcome as a JSON-able dict (see ``aiovideoextend.batch.BatchOutcome``)
+    outcome: dict[str, Any] | None = None
+    #: shared journals only: the worker that holds the entry, whether its lease is still
+    #: running, and whether it took the entry over from a worker whose lease lapsed
+    owner: str | None = None
+    owner_alive: bool = False
+    adopted: bool = False
 
 
 @runtime_checkable

@@ -12,8 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from ._journal import Journal
-from ._results import Candidate, write_atomically
+from ._results import write_atomically
+from .batch._records import journal_record, outcome_from_journal, result_record
 from .exceptions import JournalError
 
 __all__ = ["resolve_line"]
@@ -40,13 +43,12 @@ def resolve_line(
     if not found:
         raise JournalError(f"line {line} has no finished outcome in {journal.path}")
     entry = found[0]
-    outcome = dict(entry.outcome or {})
-    if outcome.get("status") != "ambiguous":
-        raise JournalError(f"line {line} is {outcome.get('status')}, not ambiguous")
-    candidates = [Candidate.from_stored(c) for c in outcome.get("candidates") or ()]
-    chosen = next((c for c in candidates if c.run_id == run_id), None)
+    outcome = outcome_from_journal(entry, index=entry.position, line=line)
+    if outcome.status != "ambiguous":
+        raise JournalError(f"line {line} is {outcome.status}, not ambiguous")
+    chosen = next((c for c in outcome.candidates if c.run_id == run_id), None)
     if chosen is None:
-        names = ", ".join(c.run_id for c in candidates) or "none"
+        names = ", ".join(c.run_id for c in outcome.candidates) or "none"
         raise JournalError(f"{run_id} is not a candidate of line {line} (candidates: {names})")
     for other in entries.values():
         taken = other.run_id or (other.outcome or {}).get("run_id")
@@ -58,21 +60,25 @@ def resolve_line(
             f"{run_id} had not ended when the batch stopped ({chosen.status}); rerun the batch "
             "to follow it, then resolve the line"
         )
-    outcome.update(
+    resolved = attrs.evolve(
+        outcome,
         status=chosen.status,
         run_id=run_id,
         video_url=chosen.video_url,
         error=chosen.error,
         path=chosen.path,
-        resolved=True,
     )
-    journal.record_finished(entry.entry_id, outcome)
+    # Settled by hand: the results file and the journal say so.
+    record = {**result_record(resolved), "resolved": True}
+    journal.record_finished(
+        entry.entry_id, {**journal_record(resolved), "path": chosen.path, "resolved": True}
+    )
     if results is not None:
-        _replace_record(results, line, outcome)
-    return outcome
+        _replace_record(results, record)
+    return record
 
 
-def _replace_record(path: Path, line: int, outcome: dict[str, Any]) -> None:
+def _replace_record(path: Path, new: dict[str, Any]) -> None:
     """Swap the line's record in the results file (atomically), or append it."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -88,18 +94,14 @@ def _replace_record(path: Path, line: int, outcome: dict[str, Any]) -> None:
             continue
         if (
             isinstance(record, dict)
-            and record.get("line") == line
+            and record.get("line") == new["line"]
             and record.get("in_manifest") is not False
         ):
-            record.update({k: outcome.get(k) for k in ("status", "run_id", "video_url", "error")})
-            record["path"] = outcome.get("path")
-            record["resolved"] = True
+            for name in ("status", "run_id", "video_url", "error", "path", "resolved"):
+                record[name] = new[name]
             raw = json.dumps(record)  # noqa: PLW2901
             replaced = True
         records.append(raw)
     if not replaced:
-        fields = ("status", "model", "key", "run_id", "video_url", "error", "cost", "precharge")
-        record = {"line": line, **{k: outcome.get(k) for k in fields}}
-        record.update(path=outcome.get("path"), resolved=True, candidates=outcome["candidates"])
-        records.append(json.dumps(record))
+        records.append(json.dumps(new))
     write_atomically(path, "".join(record + "\n" for record in records))

@@ -21,10 +21,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeAlias
 
+from ._events import EventHook
 from ._journal_api import JournalStore
 from ._limiter_api import Limiter, WaitHook, Window
 from ._requests import ExtendRequest
-from ._events import EventHook
 from .batch import BatchUpdate
 
 __all__ = [

@@ -35,7 +35,8 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.commands.core import AsyncScript
 
-from aiovideoextend._journal import JournalEntry, State
+from aiovideoextend._converter import structure_journal_entry
+from aiovideoextend._journal import JournalEntry
 from aiovideoextend.exceptions import JournalError
 
 from .client import (
@@ -63,33 +64,7 @@ def _text(value: Any) -> str:
 
 def _entry(entry_id: str, flat: Sequence[Any], alive: bool) -> JournalEntry:
     fields = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
-
-    def number(name: str) -> int | None:
-        value = fields.get(name, "")
-        return int(value) if value else None
-
-    precharge = fields.get("precharge", "")
-    outcome = fields.get("outcome", "")
-    state = fields.get("state", "intent")
-    if state not in ("intent", "submitted", "finished"):
-        raise JournalError(f"shared journal entry {entry_id} has an unknown state {state!r}")
-    return JournalEntry(
-        entry_id=entry_id,
-        request_key=fields.get("request_key", ""),
-        model=fields.get("model", ""),
-        position=number("position") or 0,
-        state=cast("State", state),
-        intent_seq=number("intent_seq") or 0,
-        intent_at=float(fields.get("intent_at") or 0.0),
-        run_id=fields.get("run_id") or None,
-        submitted_seq=number("submitted_seq"),
-        submitted_at=float(fields["submitted_at"]) if fields.get("submitted_at") else None,
-        precharge=float(precharge) if precharge else None,
-        outcome=json.loads(outcome) if outcome else None,
-        owner=fields.get("owner") or None,
-        owner_alive=alive,
-        adopted=fields.get("adopted") == "1",
-    )
+    return structure_journal_entry({**fields, "entry_id": entry_id, "owner_alive": alive})
 
 
 class RedisJournal:
