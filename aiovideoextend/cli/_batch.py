@@ -232,7 +232,18 @@ async def cmd_batch(args: argparse.Namespace, context: Context) -> int:
     results_path = Path(args.results or default_beside(manifest, ".results.jsonl"))
     output_path(results_path, "--results")
     display = make_display(Tally(total=len(lines)), json_output=settings.json)
-    if args.redis is not None:
+    if getattr(args, "queue", None) is not None:
+        from ._queue import batch_on_queue  # noqa: PLC0415
+
+        code, interrupted = await batch_on_queue(
+            args,
+            context,
+            manifest=manifest,
+            lines=lines,
+            display=display,
+            results_path=results_path,
+        )
+    elif args.redis is not None:
         code, interrupted = await _batch_on_redis(
             args,
             context,
