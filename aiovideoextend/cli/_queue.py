@@ -44,15 +44,24 @@ def add_queue_options(parser: argparse.ArgumentParser | Any, *, worker: bool) ->
     if worker:
         add("--queue", required=True, metavar="URL", help="the Redis URL of the task queue")
         add("--redis-prefix", default="aiovideoextend", metavar="PREFIX", help="key prefix")
-        add("--concurrency", type=int, default=16, metavar="N", help="tasks at once (default 16)")
+        add("--concurrency", type=int, default=32, metavar="N", help="tasks at once (default 32)")
+        add(
+            "--untagged-submits",
+            action="store_true",
+            help="send source-video submits without a conversationUUID of their own (by default "
+            "a worker tags each one: only a tag tells a lost answer's run from a run another "
+            "worker created meanwhile)",
+        )
     else:
         add("--queue", metavar="URL", help="enqueue the lines for `aiovideoextend worker`s")
     add(
         "--redeliver-after",
         type=float,
-        default=600.0,
+        default=20.0,
         metavar="SECONDS",
-        help="a task unacknowledged this long goes to another worker (default 600)",
+        help="a task whose worker stopped its heartbeat this long ago goes to another worker "
+        "(default 20; keep it well under the time the account takes to create 50 runs of a "
+        "model, the most recover lists)",
     )
     add(
         "--follow-slice",
@@ -74,7 +83,10 @@ async def cmd_worker(args: argparse.Namespace, context: Context) -> int:
         base_url=settings.base_url,
         download=settings.download,
         concurrency=args.concurrency,
-        retries=Retries(tag_submits=settings.tag_submits, pace_submits=settings.pace_submits),
+        retries=Retries(
+            tag_submits=settings.tag_submits or not args.untagged_submits,
+            pace_submits=settings.pace_submits,
+        ),
     )
     from aiovideoextend.queue._taskiq import run_worker  # noqa: PLC0415
 

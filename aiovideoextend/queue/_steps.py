@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -22,6 +23,9 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import attrs
 
 from aiovideoextend.batch import BatchOutcome, BatchUpdate, ManifestLine, run_batch
+from aiovideoextend.exceptions import VideoExtendError
+
+from ._private import submit_with
 
 if TYPE_CHECKING:
     from aiovideoextend import Session
@@ -29,6 +33,10 @@ if TYPE_CHECKING:
     from ._store import LineJournal
 
 __all__ = ["follow_step", "submit_step"]
+
+log = logging.getLogger("aiovideoextend")
+#: the most runs one recover call lists (the API's maximum)
+RECOVER_LIMIT: Final = 50
 
 #: states a batch reports with a run id once the run is the line's (recorded in the journal)
 _RUNNING: Final = frozenset({"pending", "processing"})
@@ -56,6 +64,12 @@ async def submit_step(
         if record is None or not record.owner_alive:
             break
         await asyncio.sleep(journal.poll_interval)
+    if record is None and line.request is not None:
+        fast = await _submit_fresh(session, journal, line)
+        if fast is not None:
+            return fast
+    # Delivered again (an intent without a run id, a recorded run), or the fresh submit's
+    # outcome is not a plain answer: the batch's own rules decide, reconciling through recover.
     await journal.take()
     recorded: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
@@ -76,6 +90,48 @@ async def submit_step(
         with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
             await first
         await batch.aclose()
+
+
+class _Taken(Exception):  # noqa: N818  (a signal, not an error)
+    """Another execution of the line recorded its intent first."""
+
+
+async def _submit_fresh(
+    session: Session, journal: LineJournal, line: ManifestLine
+) -> str | BatchOutcome | None:
+    """A line never submitted: one snapshot of the model's runs per batch, the intent recorded
+    right before the submit leaves, the run id right after. ``None``: anything else happened
+    (the intent, if recorded, is left for `run_batch` to reconcile)."""
+    request = line.request
+    assert request is not None  # noqa: S101
+    if await journal.store.first_look(request.model):
+        # The runs that exist before the batch's first submit of the model can be no line's.
+        try:
+            runs = await session.recover(model=request.model, limit=RECOVER_LIMIT)
+        except VideoExtendError as exc:
+            log.warning(
+                "recover failed (%s); a lost submit of %s may stay ambiguous", exc, request.model
+            )
+        else:
+            ids = [run.run_id for run in runs]
+            await journal.record_known_runs(request.model, ids, complete=len(ids) < RECOVER_LIMIT)
+
+    async def before_send() -> None:
+        if not await journal.record_intent(
+            journal.local_id, request_key=request.key, model=request.model, position=line.line - 1
+        ):
+            raise _Taken
+
+    try:
+        job = await submit_with(session, request, before_send)
+    except _Taken:
+        return None
+    except VideoExtendError:
+        return None
+    submission = job.submission
+    precharge = submission.cost if submission is not None else None
+    await journal.record_submitted(journal.local_id, job.run_id, precharge)
+    return job.run_id
 
 
 async def follow_step(

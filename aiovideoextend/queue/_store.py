@@ -205,6 +205,10 @@ class QueueJournal:
             _text(out[i]): _entry(_text(out[i]), out[i + 1], now) for i in range(1, len(out), 2)
         }
 
+    async def first_look(self, model: str) -> bool:
+        """``True`` once per batch and model: the caller snapshots the model's runs."""
+        return bool(await self.client.set(self.key(f"looked:{model}"), 1, nx=True))
+
     async def known_runs(self, model: str) -> dict[str, int]:
         raw = await self.client.hgetall(self.key(f"known:{model}"))
         return {_text(k): int(v) for k, v in raw.items()}

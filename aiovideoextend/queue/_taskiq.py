@@ -55,12 +55,13 @@ class QueueConfig:
     url: str
     prefix: str = "aiovideoextend"
     time_scale: float = 1.0
-    #: a task not acknowledged for this long goes to another worker (taskiq's idle timeout)
-    redeliver_after: float = 600.0
-    #: the longest a follow task polls before it enqueues itself again (< redeliver_after)
+    #: a task whose worker stopped beating for this long goes to another worker (taskiq's
+    #: idle timeout; live workers re-claim what they hold every quarter of it)
+    redeliver_after: float = 20.0
+    #: the longest a follow task polls before it enqueues itself again
     follow_slice: float = 120.0
     #: tasks one worker runs at once (submits waiting for a slot count): not the rate limit
-    concurrency: int = 16
+    concurrency: int = 32
     # worker-only
     api_key: str = attrs.field(default="", repr=False)
     base_url: str | None = None
@@ -68,8 +69,8 @@ class QueueConfig:
     retries: ave.Retries = attrs.field(factory=ave.Retries)
 
     def __attrs_post_init__(self) -> None:
-        if not 0 < self.follow_slice * 2 <= self.redeliver_after:
-            raise ValueError("follow_slice must be at most half of redeliver_after")
+        if not (self.redeliver_after > 0 and self.follow_slice > 0 and self.concurrency > 0):
+            raise ValueError("redeliver_after, follow_slice and concurrency must be positive")
 
     def scaled(self, seconds: float) -> float:
         return seconds / self.time_scale
@@ -110,15 +111,73 @@ class _Worker:
         return next(ln for ln in lines if ln.line == number)
 
 
+class HeartbeatBroker(RedisStreamBroker):
+    """taskiq-redis's stream broker plus a heartbeat: a worker re-claims the messages it holds
+    (running or prefetched) every ``beat`` seconds, which resets their idle time, so that only
+    a dead (or frozen) worker's tasks go to another worker after ``idle_timeout``, however long
+    a task runs."""
+
+    def __init__(self, url: str, *, beat: float, **options: Any) -> None:
+        super().__init__(url, **options)
+        self.beat = beat
+        #: message id -> stream, from delivery to acknowledgement
+        self.held: dict[str, str] = {}
+        self._beating: asyncio.Task[None] | None = None
+
+    def _ack_generator(self, id: str, queue_name: str) -> Callable[[], Awaitable[None]]:  # noqa: A002
+        self.held[id] = queue_name
+        ack = super()._ack_generator(id, queue_name)
+
+        async def acknowledge() -> None:
+            await ack()
+            self.held.pop(id, None)
+
+        return acknowledge
+
+    async def startup(self) -> None:
+        await super().startup()
+        if self.is_worker_process and self._beating is None:
+            self._beating = asyncio.create_task(self._heartbeat())
+
+    async def shutdown(self) -> None:
+        if self._beating is not None:
+            self._beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beating
+        await super().shutdown()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.beat)
+            streams: dict[str, list[Any]] = {}
+            for msg_id, stream in list(self.held.items()):
+                streams.setdefault(stream, []).append(msg_id)
+            try:
+                async with aioredis.Redis(connection_pool=self.connection_pool) as client:
+                    for stream, ids in streams.items():
+                        await client.xclaim(
+                            stream,
+                            self.consumer_group_name,
+                            self.consumer_name,
+                            0,
+                            ids,
+                            justid=True,
+                        )
+            except DOWN as exc:  # Redis restarting: the next beat tries again
+                log.warning("queue heartbeat: %r", exc)
+
+
 def make_broker(config: QueueConfig) -> AsyncBroker:
     """The broker with the three tasks registered (kick them by name: :data:`SUBMIT`, ...)."""
-    broker = RedisStreamBroker(
+    redeliver = config.scaled(config.redeliver_after)
+    broker = HeartbeatBroker(
         config.url,
+        beat=min(redeliver / 4, 2.0),
         queue_name=f"{config.prefix}:tasks",
         consumer_group_name=f"{config.prefix}:workers",
-        idle_timeout=max(1, int(config.scaled(config.redeliver_after) * 1000)),
+        idle_timeout=max(1, int(redeliver * 1000)),
         # A worker killed while it held the reclaim lock must not hold it for ever.
-        unacknowledged_lock_timeout=max(0.5, config.scaled(config.redeliver_after) / 10),
+        unacknowledged_lock_timeout=max(0.5, redeliver / 10),
         xread_count=1,
         xread_block=500,
     )
