@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
 
-from aiovideoextend.batch import BatchOutcome, BatchUpdate, ManifestLine, run_batch
+from aiovideoextend.batch import BatchOutcome, BatchUpdate, JournalEntry, ManifestLine, run_batch
 from aiovideoextend.exceptions import VideoExtendError
 
 from ._private import submit_with
@@ -57,17 +57,12 @@ async def submit_step(
 ) -> str | BatchOutcome:
     """Submit ``line`` unless its journal entry says it was: the run id to follow, or the
     line's outcome when it ends here (invalid, refused, ambiguous, not submitted)."""
-    # An intent whose answer may still come (its task ran elsewhere a moment ago): wait for
-    # that answer rather than reconcile around it.
-    while True:
-        record = (await journal.entries([journal.local_id])).get(journal.local_id)
-        if record is None or not record.owner_alive:
-            break
-        await asyncio.sleep(journal.poll_interval)
+    record = await _settled(journal)
     if record is None and line.request is not None:
         fast = await _submit_fresh(session, journal, line)
         if fast is not None:
             return fast
+        await _settled(journal)  # another execution may have recorded its intent first
     # Delivered again (an intent without a run id, a recorded run), or the fresh submit's
     # outcome is not a plain answer: the batch's own rules decide, reconciling through recover.
     await journal.take()
@@ -90,6 +85,17 @@ async def submit_step(
         with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
             await first
         await batch.aclose()
+
+
+async def _settled(journal: LineJournal) -> JournalEntry | None:
+    """The line's entry, once no other execution's intent may still get its answer (the task
+    ran elsewhere a moment ago, or runs there still): that answer is waited for, never
+    reconciled around."""
+    while True:
+        record = (await journal.entries([journal.local_id])).get(journal.local_id)
+        if record is None or not record.owner_alive or record.owner == journal.me:
+            return record
+        await asyncio.sleep(journal.poll_interval)
 
 
 class _Taken(Exception):  # noqa: N818  (a signal, not an error)
