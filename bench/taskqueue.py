@@ -17,9 +17,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import ratio_line, table
-from scaleout import KEY, SUBMIT_COUNT, SUBMIT_SCALE, efficiency, max_in_window
+from scaleout import SUBMIT_COUNT, SUBMIT_SCALE, _emulator, efficiency, max_in_window
 
-from aiovideoextend.testing import Emulator, Fault
+from aiovideoextend.testing import Fault
 from tests.queue_procs import AofRedis, Queue, kill, orphans, restart_redis, run_queue
 from tests.scaleout import NoRedisServerError, redis_executable
 
@@ -27,15 +27,7 @@ DEADLINE = 600.0
 
 
 async def _run(lines: int, *, with_restart: bool) -> tuple[object, ...]:
-    emu = Emulator(
-        time_scale=SUBMIT_SCALE,
-        limit_algorithm="sliding",
-        users={KEY: 1e6},
-        failure_rate=0.0,
-        nsfw_rate=0.0,
-        queue_seconds=(1.0, 5.0),
-        run_seconds=(5.0, 20.0),
-    )
+    emu = _emulator(SUBMIT_SCALE)
     emu.faults.add(Fault("generate", "ambiguous", rate=0.02))
     started = time.perf_counter()
     kill_at: list[float] = []

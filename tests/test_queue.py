@@ -5,7 +5,10 @@ real emulator in strict sliding-window mode that drops submit answers."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -186,3 +189,31 @@ async def test_three_workers_one_killed_one_stopped_and_redis_restarted(
     assert run.tasks["aiovideoextend.follow"] > lines, run.tasks
     ambiguous = sum(r["status"] == "ambiguous" for r in run.records)
     print(f"\n{len(emu.ledger)} charged for {lines} lines, {ambiguous} ambiguous; {run.tasks}")
+
+
+QUEUE_NOWHERE = ("--queue", "redis://127.0.0.1:1/0")
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--max-cost", "5"], "--max-cost"),
+        (["--journal", "j"], "--journal"),
+        (["--redis", "redis://127.0.0.1:1/0"], "--redis"),
+        (["--follow-slice", "0"], "positive"),
+    ],
+)
+def test_batch_queue_usage_errors(tmp_path, extra, named):
+    """Options of a single process's batch are refused with --queue, before Redis is asked
+    (the URL leads nowhere): exit 2, naming the option."""
+    manifest = write_manifest(tmp_path / "m.jsonl", 1)
+    done = subprocess.run(
+        [*(sys.executable, "-m", "aiovideoextend", "batch", str(manifest)), *QUEUE_NOWHERE, *extra],
+        env={**os.environ, "NANOGPT_API_KEY": KEY, "PYTHONWARNINGS": "error"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert named in done.stderr
