@@ -46,9 +46,12 @@ async def run_queued(
         for line in lines:
             if line.line in done:
                 continue
-            # Once per line, however often the batch is started: a line's task is the queue's.
-            if await client.set(journal.key(f"enqueued:{line.line}"), 1, nx=True):
+            # Once per line, however often the batch is started: a line's task is the queue's
+            # (a task enqueued twice by two starts at once would cost nothing: the journal).
+            marker = journal.key(f"enqueued:{line.line}")
+            if not await client.exists(marker):
                 await submit.kiq(batch_id, line.line)
+                await client.set(marker, 1)
         seen: set[int] = set()
         wanted = {line.line for line in lines}
         loop = asyncio.get_running_loop()
