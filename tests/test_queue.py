@@ -80,6 +80,10 @@ async def test_the_steps_submit_each_line_once_and_follow_in_slices(
         again = await follow_step(session, store.line(1, keys[0]), lines[0], budget=0.002)
         assert again is not None
         assert (again.status, again.run_id) == ("completed", first)
+        # So does a submit step (a rerun of the batch): the line is finished, nothing is sent.
+        rerun = await submit_step(session, store.line(1, keys[0]), lines[0])
+        assert not isinstance(rerun, str)
+        assert (rerun.status, rerun.run_id, rerun.line) == ("completed", first, 1)
         assert len(emu.ledger) == 3
 
 

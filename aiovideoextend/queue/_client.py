@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from aiovideoextend.batch import BatchOutcome, ManifestLine
+from aiovideoextend.batch import FINISHED_STATUSES, BatchOutcome, ManifestLine
 
 from ._store import QueueJournal
 from ._taskiq import DOWN, NUDGE, SUBMIT, QueueConfig, make_broker, outcome_from_dict
@@ -42,13 +42,19 @@ async def run_queued(
         submit, nudge = broker.find_task(SUBMIT), broker.find_task(NUDGE)
         assert submit is not None  # noqa: S101
         assert nudge is not None  # noqa: S101
-        done = await journal.results()
+        stored = await journal.results()
         for line in lines:
-            if line.line in done:
-                continue
+            result = stored.get(line.line)
+            marker = journal.key(f"enqueued:{line.line}")
+            if result is not None:
+                if result.get("status") in FINISHED_STATUSES:
+                    continue
+                # Not submitted, or followed until the tries ran out: a rerun tries again (its
+                # journal entry decides what is left to do), as a local batch's rerun does.
+                await journal.drop_result(line.line)
+                await client.delete(marker)
             # Once per line, however often the batch is started: a line's task is the queue's
             # (a task enqueued twice by two starts at once would cost nothing: the journal).
-            marker = journal.key(f"enqueued:{line.line}")
             if not await client.exists(marker):
                 await submit.kiq(batch_id, line.line)
                 await client.set(marker, 1)

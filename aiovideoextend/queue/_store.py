@@ -187,6 +187,9 @@ class QueueJournal:
         """Store a line's result unless it has one: ``True`` if this one was stored."""
         return bool(await self.client.hsetnx(self.key("results"), str(line), json.dumps(outcome)))
 
+    async def drop_result(self, line: int) -> None:
+        await self.client.hdel(self.key("results"), str(line))
+
     async def results(self) -> dict[int, dict[str, Any]]:
         raw = await self.client.hgetall(self.key("results"))
         return {int(_text(k)): json.loads(v) for k, v in raw.items()}
