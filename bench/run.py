@@ -22,8 +22,9 @@ import memory
 import polling
 import rate
 import scaleout
+import taskqueue
 
-BENCHMARKS = ("limits", "polling", "rate", "batch", "scaleout", "cpu", "memory")
+BENCHMARKS = ("limits", "polling", "rate", "batch", "scaleout", "queue", "cpu", "memory")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             lines = batch.main(args.quick)
         elif name == "scaleout":
             lines = scaleout.main(args.quick)
+        elif name == "queue":
+            lines = taskqueue.main(args.quick)
         elif name == "cpu":
             lines = cpu.main(args.quick)
         else:

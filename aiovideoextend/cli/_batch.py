@@ -232,8 +232,13 @@ async def cmd_batch(args: argparse.Namespace, context: Context) -> int:
     results_path = Path(args.results or default_beside(manifest, ".results.jsonl"))
     output_path(results_path, "--results")
     display = make_display(Tally(total=len(lines)), json_output=settings.json)
-    if args.redis is not None:
-        code, interrupted = await _batch_on_redis(
+    queued = getattr(args, "queue", None) is not None
+    if queued or args.redis is not None:
+        if queued:
+            from ._queue import batch_on_queue as shared  # noqa: PLC0415
+        else:
+            shared = _batch_on_redis
+        code, interrupted = await shared(
             args,
             context,
             manifest=manifest,

@@ -11,6 +11,7 @@ from ._batch import cmd_batch
 from ._context import EXIT_USAGE
 from ._demo import cmd_demo
 from ._jobs import cmd_download, cmd_emulator, cmd_extend, cmd_resolve, cmd_status, cmd_wait
+from ._queue import add_queue_options, cmd_worker
 
 __all__ = ["build_parser", "error_record"]
 
@@ -170,10 +171,18 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="a dead worker's jobs pass to the others this long after it stops (default: 30)",
     )
+    add_queue_options(shared, worker=False)
     _batch_options(batch)
     _tag_option(batch)
     _connection_options(batch)
     batch.set_defaults(handler=cmd_batch)
+
+    worker = sub.add_parser("worker", help="run queued batch lines (see batch --queue)")
+    add_queue_options(worker, worker=True)
+    worker.add_argument("--download", metavar="DIR", help="download completed videos into DIR")
+    _tag_option(worker)
+    _connection_options(worker, json_flag=False)
+    worker.set_defaults(handler=cmd_worker)
 
     resolve = sub.add_parser(
         "resolve", help="make a candidate run the result of an ambiguous batch line"

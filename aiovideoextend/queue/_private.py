@@ -1,0 +1,21 @@
+"""The one private helper of the package the queue uses (so that a rename is one edit here)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aiovideoextend import Job, MidjourneyExtend, Session, SourceExtend
+
+__all__ = ["submit_with"]
+
+
+async def submit_with(
+    session: Session,
+    request: MidjourneyExtend | SourceExtend,
+    before_send: Callable[[], Awaitable[None]],
+) -> Job:
+    """``session.submit(request)``, awaiting ``before_send`` right before each attempt leaves
+    (rate-limit slots held); what it raises stops the submit with nothing sent."""
+    return await session._submit_with(request, before_send)
