@@ -21,7 +21,7 @@ from ._converter import parse_error, parse_recover, parse_status, parse_submissi
 from ._http import Response, Transport
 from ._reconcile import SubmitGuard
 from ._requests import MidjourneyExtend, SourceExtend
-from ._ticket import LostSubmit, NotNow, Ticket
+from ._ticket import LeftToJournal, LostSubmit, NotNow, Ticket
 from .exceptions import (
     AmbiguousSubmitError,
     APIConnectionError,
@@ -265,10 +265,13 @@ class Api:
         request: MidjourneyExtend | SourceExtend,
         adopt: Callable[[Submission], _J],
         before_send: Callable[[], Awaitable[None]] | None = None,
+        *,
+        reconcile: bool = True,
     ) -> _J:
         """Send ``request``; its run goes to ``adopt``. ``before_send`` is awaited right before
         each attempt leaves (with the rate-limit slots held); what it raises stops the submit
-        with nothing sent."""
+        with nothing sent. ``reconcile=False``: a lost answer raises :class:`LeftToJournal`
+        instead of being matched to a run here."""
         transport = self._ready()
         if isinstance(request, SourceExtend) and request.video_file is not None:
             payload = await asyncio.to_thread(request.payload)
@@ -281,7 +284,9 @@ class Api:
         ):
             # A tag of its own: the run a lost answer created is then known by it.
             payload = {**payload, "conversationUUID": str(uuid.uuid4())}
-        return await self._submit(transport, request, payload, adopt, before_send)
+        return await self._submit(
+            transport, request, payload, adopt, before_send, reconcile=reconcile
+        )
 
     async def _submit(
         self,
@@ -290,6 +295,8 @@ class Api:
         payload: Any,
         adopt: Callable[[Submission], _J],
         before_send: Callable[[], Awaitable[None]] | None,
+        *,
+        reconcile: bool,
     ) -> _J:
         route, model = request.route, request.model
         retries = self._retries
@@ -349,13 +356,20 @@ class Api:
                             raise error from None
                         # A 503 "Service Unavailable": the server did not take the request
                         # (RFC 9110, 15.6.4), so it created nothing and may be sent again.
-                if lost is not None:
+                if lost is not None and reconcile:
                     guard.lost(lost)
             finally:
                 ticket.leave()
             if lost is None:
                 await self._wait(attempt, cause)
                 continue
+            if not reconcile:
+                raise LeftToJournal(
+                    f"submit of {model} failed ({cause}); whether it created a run is left to "
+                    "the journal's reconciliation; nothing was resubmitted",
+                    model=model,
+                    cause=cause,
+                )
             log.warning("submit of %s: outcome unknown (%s); reconciling", model, cause)
             try:
                 run = await guard.resolve(lost)

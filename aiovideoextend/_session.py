@@ -371,10 +371,12 @@ class Session:
         self,
         request: MidjourneyExtend | SourceExtend,
         before_send: Callable[[], Awaitable[None]] | None = None,
+        *,
+        reconcile: bool = True,
     ) -> Job:
-        """:meth:`submit`, awaiting ``before_send`` right before each attempt leaves (with
-        the rate-limit slots held); what it raises stops the submit with nothing sent."""
-        return await self._api.submit(request, self._adopt, before_send)
+        """:meth:`submit`, awaiting ``before_send`` right before each attempt leaves (slots
+        held; what it raises stops the submit unsent). ``reconcile=False``: see the API layer."""
+        return await self._api.submit(request, self._adopt, before_send, reconcile=reconcile)
 
     def _adopt(self, submission: Submission) -> Job:
         run_id = submission.run_id

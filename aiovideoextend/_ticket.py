@@ -13,7 +13,13 @@ from ._attribution import Attempt
 from .exceptions import AmbiguousSubmitError
 from .models import RecoveredRun
 
-__all__ = ["Gate", "LostSubmit", "NotNow", "Ticket", "body_key"]
+__all__ = ["Gate", "LeftToJournal", "LostSubmit", "NotNow", "Ticket", "body_key"]
+
+
+class LeftToJournal(AmbiguousSubmitError):  # noqa: N818  (a hand-over, not a failure)
+    """A submit lost its answer and the caller asked the session not to resolve it: its intent,
+    in a journal other processes write too, is reconciled there (the session cannot see the
+    other processes' submits, so its own matching could hand one of their runs to this one)."""
 
 
 class Gate(Protocol):

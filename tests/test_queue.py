@@ -87,6 +87,46 @@ async def test_the_steps_submit_each_line_once_and_follow_in_slices(
         assert len(emu.ledger) == 3
 
 
+async def test_two_workers_midjourney_lost_answer_never_takes_the_others_run(
+    make_emulator,
+    redis_url,  # noqa: F811
+    tmp_path,
+):
+    """Two workers (two sessions, one journal) submit Midjourney extends together, which carry
+    no tag. One submit is reset: it created nothing, and the other worker's run was created
+    during its flight. That worker's session cannot see the other's submit, so it must not
+    match the loss itself: the journal, which sees both intents, settles it, and every line
+    gets the run created for its own request."""
+    emu = await make_emulator(midjourney_runs=1)
+    parent = emu.midjourney_run_ids(emu.api_key)[0]
+    path = tmp_path / "mj.jsonl"
+    path.write_text("".join(f'{{"run_id": "{parent}", "index": {n}}}\n' for n in range(4)))
+    lines = parse_manifest(path)
+    options = {"base_url": emu.base_url, "time_scale": 600.0}
+    async with (
+        aioredis.Redis.from_url(redis_url) as client,
+        ave.Session(emu.api_key, **options) as one,
+        ave.Session(emu.api_key, **options) as two,
+    ):
+        store = QueueJournal(client, f"mj-{uuid.uuid4().hex[:8]}", time_scale=600.0)
+        for round_ in range(2):
+            emu.faults.add(Fault("extend", "reset", count=1))
+            pair = lines[2 * round_ : 2 * round_ + 2]
+            steps = [
+                submit_step(worker, store.line(line.line, line.request.key), line)
+                for worker, line in zip((one, two), pair, strict=True)
+                if line.request is not None
+            ]
+            runs = await asyncio.gather(*steps)
+            for line, run in zip(pair, runs, strict=True):
+                assert isinstance(run, str), run
+                made = emu.created_by(run)
+                assert made is not None
+                assert made["index"] == line.request.index  # type: ignore[union-attr]
+    assert len({entry.run_id for entry in emu.ledger}) == 4
+    assert emu.duplicate_charges() == 0
+
+
 async def test_a_worker_keeps_its_tasks_while_it_beats_and_hands_them_on_when_it_stops(
     redis_url,  # noqa: F811
 ):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from aiovideoextend._journal_api import JournalEntry, JournalStore
+from aiovideoextend._ticket import LeftToJournal
 from aiovideoextend.exceptions import (
     AmbiguousSubmitError,
     VideoExtendError,
@@ -330,7 +331,12 @@ class Runner:
             sent = True
 
         sending = entry.sending(self.session._retries.tag_submits)
-        submitting = asyncio.ensure_future(self.session._submit_with(sending, before_send))
+        # A journal other processes write too settles lost answers itself: it sees their
+        # submits, which this session cannot.
+        alone = journal is None or not (journal.shared or getattr(journal, "concurrent", False))
+        submitting = asyncio.ensure_future(
+            self.session._submit_with(sending, before_send, reconcile=alone)
+        )
         try:
             with guard.reserving(request.model):
                 try:
@@ -361,6 +367,15 @@ class Runner:
             # Another worker of a shared journal holds it (or finished it already).
             self.slots.release(entry)
             self._watch(entry)
+            return
+        except LeftToJournal:
+            assert journal is not None  # noqa: S101  (only a journal's submits are left to it)
+            record = (await journal.entries([entry.entry_id])).get(entry.entry_id)
+            if record is not None:
+                self.slots.release(entry)
+                self._spawn(self._reconcile(request.model, [(entry, record)]))
+                return
+            await self._conclude(entry, Ending("unfinished", "submit outcome unknown", "release"))
             return
         except VideoExtendError as exc:
             if isinstance(exc, AmbiguousSubmitError) and exc.candidates:

@@ -17,5 +17,7 @@ async def submit_with(
     before_send: Callable[[], Awaitable[None]],
 ) -> Job:
     """``session.submit(request)``, awaiting ``before_send`` right before each attempt leaves
-    (rate-limit slots held); what it raises stops the submit with nothing sent."""
-    return await session._submit_with(request, before_send)
+    (rate-limit slots held); what it raises stops the submit with nothing sent. A lost answer
+    is not matched to a run by the session (it cannot see the other workers' submits): it
+    raises, and the journal's reconciliation settles it."""
+    return await session._submit_with(request, before_send, reconcile=False)

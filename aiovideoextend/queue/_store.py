@@ -237,6 +237,9 @@ class LineJournal:
     and claims the reconciler weighs). Each execution of a task gets its own owner token."""
 
     shared = False
+    #: other workers submit lines of this batch at the same time: a lost answer is settled by
+    #: the journal's reconciliation, which sees their intents, never by one worker's session
+    concurrent = True
     worker_id = None
     poll_interval = 0.05
 
