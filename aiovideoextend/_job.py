@@ -6,13 +6,13 @@ import asyncio
 import enum
 import logging
 import os
-import random
 from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
+from ._poll_plan import PlanState, next_delay
 from .exceptions import JobCancelledError, JobFailedError, JobTimeoutError, VideoExtendError
 from .models import JobStatus, StatusUpdate, Submission, VideoResult
 
@@ -48,13 +48,11 @@ class Job:
         "_due",
         "_error",
         "_event",
-        "_expected_end",
         "_interrupted",
-        "_interval",
         "_listeners",
+        "_plan",
         "_polled",
         "_result",
-        "_sample",
         "_scheduled",
         "_seen_running",
         "_session",
@@ -88,9 +86,7 @@ class Job:
         self._scheduled = False
         self._interrupted = False
         self._polled = False
-        self._sample: tuple[float, float] | None = None
         policy = session._poll
-        self._interval = policy.first
         now = asyncio.get_running_loop().time()
         self._deadline = None if policy.timeout is None else now + policy.timeout
         # The age of a job we submitted is known; one attached by id may be of any age.
@@ -100,7 +96,8 @@ class Job:
         #: loop time the job is due in the scheduler's heap (older heap entries are stale)
         self._due = 0.0
         eta = submission.eta if submission is not None else None
-        self._expected_end = now + eta / session.time_scale if eta is not None and eta > 0 else None
+        expected_end = now + eta / session.time_scale if eta is not None and eta > 0 else None
+        self._plan = PlanState(self._born, policy.first, expected_end)
         session._scheduler.born(self)
 
     def __repr__(self) -> str:
@@ -328,51 +325,19 @@ class Job:
             self._event.set()
 
     def _next_delay(self, now: float) -> float:
-        """Seconds until the next poll.
-
-        A hint from the server places the poll where the job should be done; without one, the
-        durations learned from this session's finished jobs of the same model say how long to
-        skip; failing both, back off from ``first``. Clamped to [min_interval, max_interval].
-        """
-        policy = self._session._poll
-        scale = self._session.time_scale
+        """Seconds until the next poll (see `next_delay`)."""
+        session = self._session
+        learned = session._scheduler.learned(self)
         update = self.last_update
-        hint: float | None = None
-        if update is not None and update.eta is not None and update.eta >= 0:
-            hint = update.eta / scale
-        elif update is not None and update.progress is not None and 0 < update.progress < 100:
-            sample = self._sample
-            if sample is None or update.progress < sample[1]:
-                self._sample = (now, update.progress)
-            elif update.progress > sample[1]:
-                rate = (update.progress - sample[1]) / (now - sample[0])
-                hint = (100 - update.progress) / rate
-        if hint is None and self._expected_end is not None and now < self._expected_end:
-            # The submit's eta still stands while status bodies carry no estimate of their own.
-            hint = self._expected_end - now
-        if hint is not None:
-            if hint <= policy.max_interval:
-                # Due within reach: aim just past it, not up to 10 % early (a wasted poll).
-                delay = max(hint, policy.min_interval)
-                delay += policy.jitter * policy.min_interval * random.random()
-                return min(delay, policy.max_interval)
-            delay = policy.max_interval
-        else:
-            scheduler = self._session._scheduler
-            hold = scheduler.earliest_end(self, now)
-            if hold is None and not scheduler.is_scout(self):
-                # Nothing learned about this model yet, and older jobs are polled closely: when
-                # the first of them ends, the scheduler brings this one forward if it is due.
-                delay = policy.max_interval
-            elif hold is None:
-                delay = self._interval
-                self._interval = min(self._interval * policy.backoff, policy.max_interval)
-            else:
-                delay = max(hold - now, policy.interval)
-        delay = min(max(delay, policy.min_interval), policy.max_interval)
-        if policy.jitter:
-            delay *= 1 + policy.jitter * (2 * random.random() - 1)
-        return delay
+        return next_delay(
+            self._plan,
+            update,
+            session._poll,
+            learned,
+            now,
+            random=session._random,
+            time_scale=session.time_scale,
+        )
 
 
 def _replace_status(update: StatusUpdate, status: JobStatus) -> StatusUpdate:

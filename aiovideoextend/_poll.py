@@ -4,20 +4,20 @@ A heap orders jobs by when they are due. The scheduler takes a slot of the overa
 it starts a poll, so however many jobs are in flight the limiter holds one waiter of ours, polls
 go out strictly in due order (no job starves), and submits queue fairly beside them.
 
-It also learns, per model, the shortest time a job of this session took: a job younger than that
-(less a margin for few samples) is very unlikely to be done, so polling it would be wasted.
+It also learns, per model, how long this session's finished jobs took; when to poll each job
+next is the pure poll plan's call (`_poll_plan.next_delay`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import functools
 import heapq
 import itertools
 import logging
 from typing import TYPE_CHECKING
 
+from ._poll_plan import Durations, learned_end
 from .exceptions import (
     APIConnectionError,
     AuthenticationError,
@@ -42,40 +42,6 @@ log = logging.getLogger("aiovideoextend")
 _PERMANENT = (AuthenticationError, PermissionDeniedError, NotFoundError, EndpointNotFoundError)
 
 
-class _Durations:
-    """What this session saw of one model's jobs: when each was born, how long the ended took."""
-
-    __slots__ = ("births", "samples")
-
-    #: the share of jobs whose early end we accept to notice late: below this quantile of the
-    #: durations seen, a poll would almost never find the job done
-    QUANTILE = 0.03
-
-    def __init__(self) -> None:
-        self.births: list[float] = []
-        self.samples: list[float] = []
-
-    def floor(self, now: float) -> float | None:
-        """A duration few jobs of the model finish under (None: no job ended yet).
-
-        The low quantile ``q`` of the durations seen, shrunk by 1/(m + 1) where m jobs have
-        reached that age by now: the smallest of m draws overshoots the true minimum by about
-        that share of the spread (taking ``q`` itself as the spread). Counting the jobs still
-        running, not only the ended ones, is what makes one early end among many informative.
-        """
-        samples = self.samples
-        if not samples:
-            return None
-        q = samples[int(self.QUANTILE * len(samples))]
-        m = bisect.bisect_right(self.births, now - q)
-        return q * m / (m + 1)
-
-    def typical(self) -> float | None:
-        """The median duration of the ended jobs (None: none ended yet)."""
-        samples = self.samples
-        return samples[len(samples) // 2] if samples else None
-
-
 class PollScheduler:
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -86,7 +52,7 @@ class PollScheduler:
         self._polls: set[asyncio.Task[None]] = set()
         #: consecutive transient failures per job, for backoff
         self._failures: dict[str, int] = {}
-        self._durations: dict[str | None, _Durations] = {}
+        self._durations: dict[str | None, Durations] = {}
 
     def __len__(self) -> int:
         return len(self._heap) + len(self._polls)
@@ -105,30 +71,14 @@ class PollScheduler:
         if job._born is not None and self._session._poll.learn:
             durations = self._durations.get(job.model)
             if durations is None:
-                durations = self._durations[job.model] = _Durations()
-            bisect.insort(durations.births, job._born)
+                durations = self._durations[job.model] = Durations()
+            durations.born(job._born)
 
-    #: before any job of a model ended, only this many of its oldest jobs are polled closely
-    SCOUTS = 3
-
-    def is_scout(self, job: Job) -> bool:
-        """Whether ``job`` is among the oldest jobs of its model, polled closely while nothing is
-        learned yet: younger jobs are unlikely to end before them, so they wait for news."""
-        born = job._born
-        durations = self._durations.get(job.model)
-        if born is None or durations is None or not self._session._poll.learn:
-            return True
-        births = durations.births
-        return born <= births[min(self.SCOUTS, len(births)) - 1]
-
-    def earliest_end(self, job: Job, now: float) -> float | None:
-        """Loop time before which ``job`` is unlikely to be done (None: nothing learned)."""
-        born = job._born
-        if born is None or not self._session._poll.learn:
+    def learned(self, job: Job) -> Durations | None:
+        """What this session learned of ``job``'s model (None: learning is off)."""
+        if not self._session._poll.learn:
             return None
-        durations = self._durations.get(job.model)
-        floor = None if durations is None else durations.floor(now)
-        return None if floor is None else born + floor
+        return self._durations.get(job.model)
 
     def estimate(self, job: Job, now: float) -> tuple[float, float] | None:
         """(percent complete, seconds remaining) of ``job``, estimated from the median duration
@@ -148,18 +98,17 @@ class PollScheduler:
         durations = self._durations.get(job.model)
         if born is None or durations is None:
             return
-        bisect.insort(durations.samples, (job._seen_running + now) / 2 - born)
-        if len(durations.samples) == 1:
-            self._replan(job.model, now)
+        if durations.ended((job._seen_running + now) / 2 - born):
+            self._replan(job.model, durations, now)
 
-    def _replan(self, model: str | None, now: float) -> None:
-        """The first job of ``model`` ended: the others, backing off blind so far, may well be
-        done too. Bring forward every one that is old enough (O(jobs), once per model)."""
+    def _replan(self, model: str | None, durations: Durations, now: float) -> None:
+        """``model`` is learned: the jobs waiting for news so far may well be done. Bring
+        forward every one that is old enough (O(jobs), once per model)."""
         interval = self._session._poll.interval
         for at, _, job in list(self._heap):
             if job.model != model or at != job._due or at <= now + interval:
                 continue
-            hold = self.earliest_end(job, now)
+            hold = learned_end(job._plan, durations, now)
             if hold is not None and hold <= now:
                 self._push(job, now + interval * self._session._random())
 

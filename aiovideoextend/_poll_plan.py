@@ -1,0 +1,207 @@
+"""The poll plan: when to poll a job next, as a pure function of what is known about it.
+
+No event loop, no I/O, no module-level random state: every input is an argument (the job's
+`PlanState`, its latest `StatusUpdate`, the `PollPolicy`, the `Durations` learned from the
+session's finished jobs of its model, the loop time ``now`` and a source of uniform draws), so a
+seeded source makes a run deterministic and a table of cases tests it.
+
+Without a hint from the server the plan works from the durations learned from *finished* jobs of
+the same model, and only once ``MIN_SAMPLES`` of them ended (one job is no sample):
+
+- below a low quantile of those durations (shrunk for few samples) the job is very unlikely to be
+  done: wait until it reaches that age;
+- past it, space polls by the square root of the job's *mean residual life* (how much longer the
+  jobs that reached this age took, on average) times the policy's ``interval``: sparse while most
+  of the model's jobs still have long to go, dense where they are ending. For a job's expected
+  detection lag at a given number of polls that spacing is the optimum (gap ~ 1/sqrt(hazard)).
+
+Before that, only a model's oldest jobs (``SCOUTS``) poll, backing off from ``first``; the others
+wait for their news (the scheduler brings them forward once the model is learned). Without
+learning (``learn=False``, or a job attached by id, of unknown age) every job backs off so.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from ._config import PollPolicy
+    from .models import StatusUpdate
+
+__all__ = ["Durations", "PlanState", "next_delay"]
+
+#: ended jobs of a model needed before its durations steer polling (one job is no sample)
+MIN_SAMPLES: Final = 3
+#: before a model is learned, only this many of its oldest jobs poll (backing off from ``first``)
+SCOUTS: Final = 3
+#: the share of jobs whose early end we accept to notice late (see `Durations.floor`)
+QUANTILE: Final = 0.03
+#: gap = SPREAD * sqrt(interval * mean residual life), within [min_interval, MAX_GAP * interval]
+SPREAD: Final = 0.4
+MIN_GAP: Final = 0.5
+MAX_GAP: Final = 2.0
+
+
+class Durations:
+    """What a session saw of one model's jobs: when each was born, how long the ended took."""
+
+    __slots__ = ("_sums", "births", "samples")
+
+    def __init__(self) -> None:
+        self.births: list[float] = []
+        #: durations of the ended jobs, sorted
+        self.samples: list[float] = []
+        #: suffix sums of ``samples`` (``_sums[i] = sum(samples[i:])``), rebuilt lazily
+        self._sums: list[float] | None = None
+
+    def born(self, at: float) -> None:
+        bisect.insort(self.births, at)
+
+    def ended(self, duration: float) -> bool:
+        """Take one ended job's duration; True when this one makes the model learned."""
+        bisect.insort(self.samples, duration)
+        self._sums = None
+        return len(self.samples) == MIN_SAMPLES
+
+    @property
+    def learned(self) -> bool:
+        return len(self.samples) >= MIN_SAMPLES
+
+    def is_scout(self, born: float) -> bool:
+        """Whether a job born at ``born`` is among the model's ``SCOUTS`` oldest."""
+        births = self.births
+        return not births or born <= births[min(SCOUTS, len(births)) - 1]
+
+    def floor(self, now: float) -> float | None:
+        """An age few jobs of the model finish under (None: not learned yet).
+
+        The ``QUANTILE`` of the durations seen, shrunk by 1/(m + 1) where m jobs have reached
+        that age by now: the smallest of m draws overshoots the true minimum by about that share
+        of the spread (taking the quantile itself as the spread).
+        """
+        if not self.learned:
+            return None
+        samples = self.samples
+        q = samples[int(QUANTILE * len(samples))]
+        m = bisect.bisect_right(self.births, now - q)
+        return q * m / (m + 1)
+
+    def residual(self, age: float) -> float | None:
+        """Mean further time the ended jobs older than ``age`` took (None: none was)."""
+        samples = self.samples
+        i = bisect.bisect_right(samples, age)
+        if i == len(samples):
+            return None
+        sums = self._sums
+        if sums is None:
+            sums = self._sums = list(_suffix_sums(samples))
+        return sums[i] / (len(samples) - i) - age
+
+    def typical(self) -> float | None:
+        """The median duration of the ended jobs (None: none ended yet)."""
+        samples = self.samples
+        return samples[len(samples) // 2] if samples else None
+
+
+def _suffix_sums(samples: list[float]) -> list[float]:
+    sums = [0.0] * (len(samples) + 1)
+    for i in range(len(samples) - 1, -1, -1):
+        sums[i] = sums[i + 1] + samples[i]
+    return sums
+
+
+class PlanState:
+    """One job's planning state: its birth (None: attached by id, of unknown age), the blind
+    back-off interval, the submit's expected end and the last progress sample."""
+
+    __slots__ = ("born", "expected_end", "interval", "sample")
+
+    def __init__(self, born: float | None, interval: float, expected_end: float | None) -> None:
+        self.born = born
+        self.interval = interval
+        self.expected_end = expected_end
+        #: (loop time, percent) of the first poll at the current progress
+        self.sample: tuple[float, float] | None = None
+
+
+def next_delay(
+    plan: PlanState,
+    update: StatusUpdate | None,
+    policy: PollPolicy,
+    durations: Durations | None,
+    now: float,
+    *,
+    random: Callable[[], float],
+    time_scale: float = 1.0,
+) -> float:
+    """Seconds until the next poll of the job ``plan`` describes (updates ``plan`` in place).
+
+    ``policy`` is already scaled to loop seconds; ``time_scale`` converts the server's seconds
+    (its ``eta``) to loop seconds. ``durations`` is None when learning is off. ``random`` returns
+    uniform draws in [0, 1).
+    """
+    hint = _hint(plan, update, now, time_scale)
+    if hint is not None:
+        if hint <= policy.max_interval:
+            # Due within reach: aim just past it, not up to 10 % early (a wasted poll).
+            delay = max(hint, policy.min_interval)
+            delay += policy.jitter * policy.min_interval * random()
+            return min(delay, policy.max_interval)
+        delay = policy.max_interval
+    elif durations is None or plan.born is None or not durations.learned:
+        if durations is not None and plan.born is not None and not durations.is_scout(plan.born):
+            # Older jobs of the model scout: this one waits for their news.
+            delay = policy.max_interval
+        else:
+            # Nothing learned (yet): back off from ``first``.
+            delay = plan.interval
+            plan.interval = min(plan.interval * policy.backoff, policy.max_interval)
+    else:
+        delay = _learned_delay(plan.born, policy, durations, now)
+    delay = min(max(delay, policy.min_interval), policy.max_interval)
+    if policy.jitter:
+        delay *= 1 + policy.jitter * (2 * random() - 1)
+    return delay
+
+
+def _hint(
+    plan: PlanState, update: StatusUpdate | None, now: float, time_scale: float
+) -> float | None:
+    """Seconds until the server says the job should be done (None: it says nothing)."""
+    if update is not None and update.eta is not None and update.eta >= 0:
+        return update.eta / time_scale
+    if update is not None and update.progress is not None and 0 < update.progress < 100:
+        sample = plan.sample
+        if sample is None or update.progress < sample[1]:
+            plan.sample = (now, update.progress)
+        elif update.progress > sample[1]:
+            rate = (update.progress - sample[1]) / (now - sample[0])
+            return (100 - update.progress) / rate
+    if plan.expected_end is not None and now < plan.expected_end:
+        # The submit's eta still stands while status bodies carry no estimate of their own.
+        return plan.expected_end - now
+    return None
+
+
+def _learned_delay(born: float, policy: PollPolicy, durations: Durations, now: float) -> float:
+    age = now - born
+    floor = durations.floor(now)
+    if floor is not None and age < floor:
+        return floor - age
+    residual = durations.residual(age)
+    if residual is None:
+        # Older than every ended job: the tail, nothing to say but the interval.
+        return policy.interval
+    gap = SPREAD * math.sqrt(policy.interval * residual)
+    return min(max(gap, MIN_GAP * policy.interval), MAX_GAP * policy.interval)
+
+
+def learned_end(plan: PlanState, durations: Durations | None, now: float) -> float | None:
+    """Loop time before which the job is unlikely to be done (None: nothing learned)."""
+    if plan.born is None or durations is None:
+        return None
+    floor = durations.floor(now)
+    return None if floor is None else plan.born + floor

@@ -1,0 +1,233 @@
+"""The poll plan as a pure function: tables of (state, update, learned durations, now) -> delay."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from aiovideoextend import JobStatus, PollPolicy, StatusUpdate
+from aiovideoextend._poll_plan import (
+    MIN_SAMPLES,
+    SCOUTS,
+    Durations,
+    PlanState,
+    learned_end,
+    next_delay,
+)
+from aiovideoextend.testing._lengths import FAST_FACTOR, JOB_LENGTHS, draw
+
+POLICY = PollPolicy(jitter=0)  # first 5, min 1, max 60, backoff 1.3, interval 4.5
+
+
+def zero() -> float:
+    return 0.0
+
+
+def running(**fields: float) -> StatusUpdate:
+    return StatusUpdate(run_id="r", status=JobStatus.PROCESSING, **fields)
+
+
+def learned(*durations: float, births: tuple[float, ...] = ()) -> Durations:
+    """Durations of a model whose jobs were born at ``births`` (by default long ago, one per
+    ended job)."""
+    d = Durations()
+    for at in births or (-1000.0,) * len(durations):
+        d.born(at)
+    for duration in durations:
+        d.ended(duration)
+    return d
+
+
+# Ten jobs born at 0 ended after 100..145 s (every 5 s).
+TEN = tuple(100.0 + 5 * i for i in range(10))
+
+
+@pytest.mark.parametrize(
+    ("plan", "update", "durations", "now", "expected"),
+    [
+        # A hint within reach: poll just past it (never under min_interval).
+        (PlanState(0.0, 5.0, None), running(eta=12.0), None, 3.0, 12.0),
+        (PlanState(0.0, 5.0, None), running(eta=0.2), None, 3.0, 1.0),
+        # A hint beyond max_interval: come back at max_interval.
+        (PlanState(0.0, 5.0, None), running(eta=600.0), None, 3.0, 60.0),
+        # The submit's eta stands while the status bodies say nothing.
+        (PlanState(0.0, 5.0, 50.0), running(), learned(*TEN), 20.0, 30.0),
+        # No learning (learn=False) or a job of unknown age: back off from `first`.
+        (PlanState(0.0, 5.0, None), running(), None, 3.0, 5.0),
+        (PlanState(None, 6.5, None), running(), learned(*TEN), 30.0, 6.5),
+        # Nothing learned yet: the oldest jobs scout (back off), a younger one waits for news.
+        (PlanState(0.0, 5.0, None), None, learned(births=(0.0, 1.0, 2.0, 3.0)), 0.0, 5.0),
+        (PlanState(3.0, 5.0, None), None, learned(births=(0.0, 1.0, 2.0, 3.0)), 3.0, 60.0),
+        # Fewer than MIN_SAMPLES ended jobs teach nothing: one early end is not a sample.
+        (PlanState(1.0, 5.0, None), running(), learned(40.0, births=(0, 1, 2, 9)), 50.0, 5.0),
+        (PlanState(9.0, 5.0, None), running(), learned(40.0, births=(0, 1, 2, 9)), 50.0, 60.0),
+        # Learned: a young job waits until the floor (the low quantile, shrunk 10/11) ...
+        (PlanState(0.0, 5.0, None), running(), learned(*TEN), 50.0, 100.0 * 10 / 11 - 50.0),
+        (PlanState(0.0, 5.0, None), running(), learned(*TEN), 10.0, 60.0),  # max_interval
+        # (only the jobs that reached that age count: here none, so no floor yet)
+        (PlanState(0.0, 5.0, None), running(), learned(*TEN, births=(0.0,) * 10), 10.0, 9.0),
+        # ... then polls sparsely while the model's jobs have long to go ...
+        (PlanState(0.0, 5.0, None), running(), learned(*TEN), 95.0, 0.4 * (4.5 * 27.5) ** 0.5),
+        # ... densely where they end (never under half the interval) ...
+        (PlanState(0.0, 5.0, None), running(), learned(*TEN), 144.0, 2.25),
+        # ... and every interval past the oldest seen.
+        (PlanState(0.0, 5.0, None), running(), learned(*TEN), 200.0, 4.5),
+    ],
+)
+def test_next_delay(
+    plan: PlanState,
+    update: StatusUpdate | None,
+    durations: Durations | None,
+    now: float,
+    expected: float,
+) -> None:
+    """The delay for each kind of knowledge, jitter off."""
+    assert next_delay(plan, update, POLICY, durations, now, random=zero) == pytest.approx(expected)
+
+
+def test_back_off_grows_to_max_interval() -> None:
+    """Blind polling backs off by `backoff` from `first`, up to `max_interval`."""
+    plan = PlanState(None, POLICY.first, None)
+    delays = [next_delay(plan, None, POLICY, None, 0.0, random=zero) for _ in range(14)]
+    assert delays[:3] == pytest.approx([5.0, 6.5, 8.45])
+    assert delays == sorted(delays)
+    assert delays[-1] == POLICY.max_interval
+
+
+@pytest.mark.parametrize(
+    ("samples", "now", "progress", "expected"),
+    [
+        # 20 % -> 40 % in 10 s: 60 % to go at 2 %/s.
+        ([(0.0, 20.0)], 10.0, 40.0, 30.0),
+        # The first sight of a progress only records it: no hint yet (blind back-off).
+        ([], 10.0, 40.0, 5.0),
+        # A progress going back restarts the sample.
+        ([(0.0, 50.0)], 10.0, 40.0, 5.0),
+    ],
+)
+def test_progress_rate_hint(
+    samples: list[tuple[float, float]], now: float, progress: float, expected: float
+) -> None:
+    plan = PlanState(None, 5.0, None)
+    plan.sample = samples[0] if samples else None
+    delay = next_delay(plan, running(progress=progress), POLICY, None, now, random=zero)
+    assert delay == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("draw_value", [0.0, 0.25, 0.999])
+def test_jitter_stays_within_its_share(draw_value: float) -> None:
+    """Jitter spreads a delay by at most its fraction either way."""
+    policy = PollPolicy(jitter=0.1)
+    plan = PlanState(None, 10.0, None)
+    delay = next_delay(plan, None, policy, None, 0.0, random=lambda: draw_value)
+    assert 9.0 <= delay <= 11.0
+    assert delay == pytest.approx(10.0 * (1 + 0.1 * (2 * draw_value - 1)))
+
+
+def test_a_seeded_source_makes_the_plan_deterministic() -> None:
+    """The same seed, the same delays; no module-level random state is read."""
+
+    def run(seed: int) -> list[float]:
+        rng = random.Random(seed)
+        durations = learned(*TEN)
+        plan = PlanState(0.0, 5.0, None)
+        now, delays = 0.0, []
+        while now < 200:
+            delay = next_delay(plan, running(), PollPolicy(), durations, now, random=rng.random)
+            delays.append(delay)
+            now += delay
+        return delays
+
+    random.seed(1)
+    first = run(7)
+    random.seed(2)
+    assert run(7) == first
+    assert run(8) != first
+
+
+@pytest.mark.parametrize(
+    ("durations", "births", "now", "expected"),
+    [
+        # Not learned: no floor.
+        ((), (), 10.0, None),
+        ((40.0,) * (MIN_SAMPLES - 1), (0.0,) * MIN_SAMPLES, 100.0, None),
+        # Learned from ten: the 3 % quantile (the shortest), shrunk by m/(m+1) where m jobs
+        # reached that age.
+        (TEN, (0.0,) * 10, 150.0, 100.0 * 10 / 11),
+        # Two more, born late, have not reached it yet: they do not count.
+        (TEN, (0.0,) * 10 + (120.0, 130.0), 150.0, 100.0 * 10 / 11),
+    ],
+)
+def test_floor_and_learned_end(
+    durations: tuple[float, ...], births: tuple[float, ...], now: float, expected: float | None
+) -> None:
+    d = learned(*durations, births=births)
+    assert d.floor(now) == (None if expected is None else pytest.approx(expected))
+    end = learned_end(PlanState(5.0, 5.0, None), d, now)
+    assert end == (None if expected is None else pytest.approx(5.0 + expected))
+    assert learned_end(PlanState(None, 5.0, None), d, now) is None
+    assert learned_end(PlanState(5.0, 5.0, None), None, now) is None
+
+
+@pytest.mark.parametrize(
+    ("age", "expected"),
+    [(0.0, 122.5), (99.0, 23.5), (100.0, 25.0), (140.0, 5.0), (145.0, None), (1e6, None)],
+)
+def test_mean_residual_life(age: float, expected: float | None) -> None:
+    """How much longer the ended jobs older than ``age`` took, on average."""
+    d = learned(*TEN)
+    assert d.residual(age) == (None if expected is None else pytest.approx(expected))
+
+
+def test_ended_says_when_the_model_becomes_learned() -> None:
+    d = Durations()
+    flags = [d.ended(float(i)) for i in range(MIN_SAMPLES + 2)]
+    assert flags == [i == MIN_SAMPLES - 1 for i in range(MIN_SAMPLES + 2)]
+    assert d.typical() == d.samples[len(d.samples) // 2]
+
+
+def test_scouts_are_the_oldest() -> None:
+    d = learned(births=tuple(float(i) for i in range(SCOUTS + 3)))
+    assert [d.is_scout(float(i)) for i in range(SCOUTS + 3)] == [i < SCOUTS for i in range(6)]
+    assert Durations().is_scout(0.0)
+
+
+# -- the emulator's job-length distributions -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "model", "low", "high"),
+    [
+        ("uniform", "m", 65.0, 300.0),
+        ("narrow", "m", 0.9 * 182.5, 1.1 * 182.5),
+        ("bimodal", "veo3-1-fast-extend", 65.0 * FAST_FACTOR, 300.0 * FAST_FACTOR),
+        ("bimodal", "veo3-1-extend", 65.0, 300.0),
+        ("lognormal", "m", 5.0, 60.0 + 1500.0),
+    ],
+)
+def test_job_lengths_stay_in_their_ranges(kind: str, model: str, low: float, high: float) -> None:
+    """Each distribution's total job length (queue + run) stays within its shape's bounds."""
+    rng = random.Random(1)
+    totals = [sum(draw(kind, model, (5.0, 60.0), (60.0, 240.0), rng)) for _ in range(2000)]
+    assert low <= min(totals)
+    assert max(totals) <= high
+
+
+def test_lognormal_has_the_run_range_midpoint_as_median() -> None:
+    rng = random.Random(2)
+    runs = sorted(draw("lognormal", "m", (0.0, 0.0), (60.0, 240.0), rng)[1] for _ in range(4001))
+    assert 140.0 <= runs[2000] <= 160.0
+    # A tail both ways, beyond the uniform range.
+    assert runs[0] < 60.0
+    assert runs[-1] > 240.0
+
+
+def test_uniform_draws_as_before() -> None:
+    """The default shape draws queue then run uniformly: seeds reproduce earlier emulators."""
+    a, b = random.Random(3), random.Random(3)
+    assert draw("uniform", "m", (5.0, 60.0), (60.0, 240.0), a) == (
+        b.uniform(5.0, 60.0),
+        b.uniform(60.0, 240.0),
+    )
+    assert set(JOB_LENGTHS) == {"uniform", "narrow", "lognormal", "bimodal"}
