@@ -102,8 +102,8 @@ class PollScheduler:
             self._replan(job.model, durations, now)
 
     def _replan(self, model: str | None, durations: Durations, now: float) -> None:
-        """``model`` is learned: the jobs waiting for news so far may well be done. Bring
-        forward every one that is old enough (O(jobs), once per model)."""
+        """News of ``model`` (its first end, then learned): the jobs waiting so far may well be
+        done. Bring forward every one that is old enough (O(jobs), twice per model)."""
         interval = self._session._poll.interval
         for at, _, job in list(self._heap):
             if job.model != model or at != job._due or at <= now + interval:

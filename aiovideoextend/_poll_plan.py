@@ -16,7 +16,9 @@ the same model, and only once ``MIN_SAMPLES`` of them ended (one job is no sampl
   detection lag at a given number of polls that spacing is the optimum (gap ~ 1/sqrt(hazard)).
 
 Before that, only a model's oldest jobs (``SCOUTS``) poll, backing off from ``first``; the others
-wait for their news (the scheduler brings them forward once the model is learned). Without
+wait for their news: once a job of the model ended, those at least as old poll like scouts (the
+scheduler brings them forward then, and again once the model is learned). A single end only
+ever makes jobs poll sooner, never later. Without
 learning (``learn=False``, or a job attached by id, of unknown age) every job backs off so.
 """
 
@@ -40,7 +42,7 @@ SCOUTS: Final = 3
 #: the share of jobs whose early end we accept to notice late (see `Durations.floor`)
 QUANTILE: Final = 0.03
 #: gap = SPREAD * sqrt(interval * mean residual life), within [min_interval, MAX_GAP * interval]
-SPREAD: Final = 0.4
+SPREAD: Final = 0.43
 MIN_GAP: Final = 0.5
 MAX_GAP: Final = 2.0
 
@@ -61,10 +63,11 @@ class Durations:
         bisect.insort(self.births, at)
 
     def ended(self, duration: float) -> bool:
-        """Take one ended job's duration; True when this one makes the model learned."""
+        """Take one ended job's duration; True when it is news for the jobs waiting: the
+        model's first end (they may be done too), or the one that makes the model learned."""
         bisect.insort(self.samples, duration)
         self._sums = None
-        return len(self.samples) == MIN_SAMPLES
+        return len(self.samples) in {1, MIN_SAMPLES}
 
     @property
     def learned(self) -> bool:
@@ -74,6 +77,16 @@ class Durations:
         """Whether a job born at ``born`` is among the model's ``SCOUTS`` oldest."""
         births = self.births
         return not births or born <= births[min(SCOUTS, len(births)) - 1]
+
+    def wake_age(self, now: float) -> float | None:
+        """The age from which a job of the model is worth polling (None: no job ended yet).
+
+        Learned, the `floor`; before that, the shortest duration seen: one end says nothing
+        about the ages to skip, but it does say that jobs that old may be done.
+        """
+        if self.learned:
+            return self.floor(now)
+        return self.samples[0] if self.samples else None
 
     def floor(self, now: float) -> float | None:
         """An age few jobs of the model finish under (None: not learned yet).
@@ -152,7 +165,11 @@ def next_delay(
             return min(delay, policy.max_interval)
         delay = policy.max_interval
     elif durations is None or plan.born is None or not durations.learned:
-        if durations is not None and plan.born is not None and not durations.is_scout(plan.born):
+        if (
+            durations is not None
+            and plan.born is not None
+            and not _awake(plan.born, durations, now)
+        ):
             # Older jobs of the model scout: this one waits for their news.
             delay = policy.max_interval
         else:
@@ -186,6 +203,15 @@ def _hint(
     return None
 
 
+def _awake(born: float, durations: Durations, now: float) -> bool:
+    """Whether a job of a model not learned yet polls: it is a scout, or some job of the model
+    ended younger than it is now."""
+    if durations.is_scout(born):
+        return True
+    samples = durations.samples
+    return bool(samples) and samples[0] <= now - born
+
+
 def _learned_delay(born: float, policy: PollPolicy, durations: Durations, now: float) -> float:
     age = now - born
     floor = durations.floor(now)
@@ -200,8 +226,9 @@ def _learned_delay(born: float, policy: PollPolicy, durations: Durations, now: f
 
 
 def learned_end(plan: PlanState, durations: Durations | None, now: float) -> float | None:
-    """Loop time before which the job is unlikely to be done (None: nothing learned)."""
+    """Loop time from which the job is worth polling (None: nothing known; see
+    `Durations.wake_age`)."""
     if plan.born is None or durations is None:
         return None
-    floor = durations.floor(now)
-    return None if floor is None else plan.born + floor
+    age = durations.wake_age(now)
+    return None if age is None else plan.born + age

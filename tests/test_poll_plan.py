@@ -10,6 +10,7 @@ from aiovideoextend import JobStatus, PollPolicy, StatusUpdate
 from aiovideoextend._poll_plan import (
     MIN_SAMPLES,
     SCOUTS,
+    SPREAD,
     Durations,
     PlanState,
     learned_end,
@@ -59,16 +60,25 @@ TEN = tuple(100.0 + 5 * i for i in range(10))
         # Nothing learned yet: the oldest jobs scout (back off), a younger one waits for news.
         (PlanState(0.0, 5.0, None), None, learned(births=(0.0, 1.0, 2.0, 3.0)), 0.0, 5.0),
         (PlanState(3.0, 5.0, None), None, learned(births=(0.0, 1.0, 2.0, 3.0)), 3.0, 60.0),
-        # Fewer than MIN_SAMPLES ended jobs teach nothing: one early end is not a sample.
+        # Fewer than MIN_SAMPLES ended jobs skip nothing: one early end is not a sample. It only
+        # wakes the waiting jobs at least as old as it was (they poll like scouts).
         (PlanState(1.0, 5.0, None), running(), learned(40.0, births=(0, 1, 2, 9)), 50.0, 5.0),
-        (PlanState(9.0, 5.0, None), running(), learned(40.0, births=(0, 1, 2, 9)), 50.0, 60.0),
+        (PlanState(9.0, 5.0, None), running(), learned(40.0, births=(0, 1, 2, 9)), 45.0, 60.0),
+        (PlanState(9.0, 5.0, None), running(), learned(40.0, births=(0, 1, 2, 9)), 50.0, 5.0),
         # Learned: a young job waits until the floor (the low quantile, shrunk 10/11) ...
         (PlanState(0.0, 5.0, None), running(), learned(*TEN), 50.0, 100.0 * 10 / 11 - 50.0),
         (PlanState(0.0, 5.0, None), running(), learned(*TEN), 10.0, 60.0),  # max_interval
-        # (only the jobs that reached that age count: here none, so no floor yet)
-        (PlanState(0.0, 5.0, None), running(), learned(*TEN, births=(0.0,) * 10), 10.0, 9.0),
+        # (only the jobs that reached that age count: here none, so no floor yet; the sparse
+        # spacing is capped at twice the interval)
+        (
+            PlanState(0.0, 5.0, None),
+            running(),
+            learned(*TEN, births=(0.0,) * 10),
+            10.0,
+            9.0,
+        ),
         # ... then polls sparsely while the model's jobs have long to go ...
-        (PlanState(0.0, 5.0, None), running(), learned(*TEN), 95.0, 0.4 * (4.5 * 27.5) ** 0.5),
+        (PlanState(0.0, 5.0, None), running(), learned(*TEN), 95.0, SPREAD * (4.5 * 27.5) ** 0.5),
         # ... densely where they end (never under half the interval) ...
         (PlanState(0.0, 5.0, None), running(), learned(*TEN), 144.0, 2.25),
         # ... and every interval past the oldest seen.
@@ -149,9 +159,10 @@ def test_a_seeded_source_makes_the_plan_deterministic() -> None:
 @pytest.mark.parametrize(
     ("durations", "births", "now", "expected"),
     [
-        # Not learned: no floor.
+        # Nothing ended: nothing known.
         ((), (), 10.0, None),
-        ((40.0,) * (MIN_SAMPLES - 1), (0.0,) * MIN_SAMPLES, 100.0, None),
+        # Not learned: no floor, but the jobs as old as the shortest seen are worth a poll.
+        ((50.0, 40.0), (0.0,) * MIN_SAMPLES, 100.0, 40.0),
         # Learned from ten: the 3 % quantile (the shortest), shrunk by m/(m+1) where m jobs
         # reached that age.
         (TEN, (0.0,) * 10, 150.0, 100.0 * 10 / 11),
@@ -163,7 +174,11 @@ def test_floor_and_learned_end(
     durations: tuple[float, ...], births: tuple[float, ...], now: float, expected: float | None
 ) -> None:
     d = learned(*durations, births=births)
-    assert d.floor(now) == (None if expected is None else pytest.approx(expected))
+    assert d.wake_age(now) == (None if expected is None else pytest.approx(expected))
+    if d.learned:
+        assert d.floor(now) == pytest.approx(expected)
+    else:
+        assert d.floor(now) is None
     end = learned_end(PlanState(5.0, 5.0, None), d, now)
     assert end == (None if expected is None else pytest.approx(5.0 + expected))
     assert learned_end(PlanState(None, 5.0, None), d, now) is None
@@ -180,10 +195,11 @@ def test_mean_residual_life(age: float, expected: float | None) -> None:
     assert d.residual(age) == (None if expected is None else pytest.approx(expected))
 
 
-def test_ended_says_when_the_model_becomes_learned() -> None:
+def test_ended_says_when_there_is_news() -> None:
+    """The first end and the one that makes the model learned are news for the waiting jobs."""
     d = Durations()
     flags = [d.ended(float(i)) for i in range(MIN_SAMPLES + 2)]
-    assert flags == [i == MIN_SAMPLES - 1 for i in range(MIN_SAMPLES + 2)]
+    assert flags == [i in {0, MIN_SAMPLES - 1} for i in range(MIN_SAMPLES + 2)]
     assert d.typical() == d.samples[len(d.samples) // 2]
 
 
