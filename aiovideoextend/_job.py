@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from ._poll_plan import PlanState, next_delay
+from ._poll_plan import JobPlan, next_delay
 from .exceptions import JobCancelledError, JobFailedError, JobTimeoutError, VideoExtendError
 from .models import JobStatus, StatusUpdate, Submission, VideoResult
 
@@ -96,8 +96,8 @@ class Job:
         #: loop time the job is due in the scheduler's heap (older heap entries are stale)
         self._due = 0.0
         eta = submission.eta if submission is not None else None
-        expected_end = now + eta / session.time_scale if eta is not None and eta > 0 else None
-        self._plan = PlanState(self._born, policy.first, expected_end)
+        eta = None if eta is None else eta / session.time_scale
+        self._plan = JobPlan(now, self._born, eta, policy.first)
         session._scheduler.born(self)
 
     def __repr__(self) -> str:
@@ -332,10 +332,10 @@ class Job:
         return next_delay(
             self._plan,
             update,
-            session._poll,
-            learned,
-            now,
-            random=session._random,
+            policy=session._poll,
+            learned=learned,
+            now=now,
+            rand=session._random,
             time_scale=session.time_scale,
         )
 

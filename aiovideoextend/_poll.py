@@ -17,7 +17,7 @@ import itertools
 import logging
 from typing import TYPE_CHECKING
 
-from ._poll_plan import Durations, learned_end
+from ._poll_plan import Durations, earliest_end
 from .exceptions import (
     APIConnectionError,
     AuthenticationError,
@@ -108,7 +108,7 @@ class PollScheduler:
         for at, _, job in list(self._heap):
             if job.model != model or at != job._due or at <= now + interval:
                 continue
-            hold = learned_end(job._plan, durations, now)
+            hold = earliest_end(job._born, durations, now)
             if hold is not None and hold <= now:
                 self._push(job, now + interval * self._session._random())
 

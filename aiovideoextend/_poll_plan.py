@@ -1,7 +1,7 @@
 """The poll plan: when to poll a job next, as a pure function of what is known about it.
 
 No event loop, no I/O, no module-level random state: every input is an argument (the job's
-`PlanState`, its latest `StatusUpdate`, the `PollPolicy`, the `Durations` learned from the
+`JobPlan`, its latest `StatusUpdate`, the `PollPolicy`, the `Durations` learned from the
 session's finished jobs of its model, the loop time ``now`` and a source of uniform draws), so a
 seeded source makes a run deterministic and a table of cases tests it.
 
@@ -33,7 +33,15 @@ if TYPE_CHECKING:
     from ._config import PollPolicy
     from .models import StatusUpdate
 
-__all__ = ["Durations", "PlanState", "next_delay"]
+__all__ = [
+    "MIN_SAMPLES",
+    "SCOUTS",
+    "Durations",
+    "JobPlan",
+    "earliest_end",
+    "is_scout",
+    "next_delay",
+]
 
 #: ended jobs of a model needed before its durations steer polling (one job is no sample)
 MIN_SAMPLES: Final = 3
@@ -56,8 +64,9 @@ class Durations:
         self.births: list[float] = []
         #: durations of the ended jobs, sorted
         self.samples: list[float] = []
-        #: suffix sums of ``samples`` (``_sums[i] = sum(samples[i:])``), rebuilt lazily
-        self._sums: list[float] | None = None
+        #: suffix sums of ``samples`` (``_sums[i] = sum(samples[i:])``), rebuilt when the
+        #: number of samples changed (so inserting into ``samples`` directly is fine too)
+        self._sums: list[float] = [0.0]
 
     def born(self, at: float) -> None:
         bisect.insort(self.births, at)
@@ -66,7 +75,6 @@ class Durations:
         """Take one ended job's duration; True when it is news for the jobs waiting: the
         model's first end (they may be done too), or the one that makes the model learned."""
         bisect.insort(self.samples, duration)
-        self._sums = None
         return len(self.samples) in {1, MIN_SAMPLES}
 
     @property
@@ -109,8 +117,8 @@ class Durations:
         if i == len(samples):
             return None
         sums = self._sums
-        if sums is None:
-            sums = self._sums = list(_suffix_sums(samples))
+        if len(sums) != len(samples) + 1:
+            sums = self._sums = _suffix_sums(samples)
         return sums[i] / (len(samples) - i) - age
 
     def typical(self) -> float | None:
@@ -126,42 +134,63 @@ def _suffix_sums(samples: list[float]) -> list[float]:
     return sums
 
 
-class PlanState:
-    """One job's planning state: its birth (None: attached by id, of unknown age), the blind
-    back-off interval, the submit's expected end and the last progress sample."""
+class JobPlan:
+    """What planning knows of one job besides its status."""
 
-    __slots__ = ("born", "expected_end", "interval", "sample")
+    __slots__ = ("born", "expected_end", "interval", "sample", "seen_running")
 
-    def __init__(self, born: float | None, interval: float, expected_end: float | None) -> None:
+    def __init__(self, now: float, born: float | None, eta: float | None, first: float) -> None:
+        #: loop time of the submit (None: attached by id, of any age)
         self.born = born
-        self.interval = interval
-        self.expected_end = expected_end
-        #: (loop time, percent) of the first poll at the current progress
+        #: loop time the submit's eta (in loop seconds) points at (None: no eta)
+        self.expected_end = now + eta if eta is not None and eta > 0 else None
+        #: the next blind wait, backing off from the policy's ``first``
+        self.interval = first
+        #: (loop time, percent) of the first progress seen, for a rate
         self.sample: tuple[float, float] | None = None
+        #: loop time of the last poll that found the job still running
+        self.seen_running = now
+
+
+def is_scout(born: float | None, learned: Durations | None) -> bool:
+    """Whether a job born at ``born`` is among its model's ``SCOUTS`` oldest (or of unknown age,
+    or learning is off): before the model is learned, only those poll on their own."""
+    return born is None or learned is None or learned.is_scout(born)
+
+
+def earliest_end(born: float | None, learned: Durations | None, now: float) -> float | None:
+    """Loop time from which a job born at ``born`` is worth polling (None: nothing known; see
+    `Durations.wake_age`)."""
+    if born is None or learned is None:
+        return None
+    age = learned.wake_age(now)
+    return None if age is None else born + age
 
 
 def next_delay(
-    plan: PlanState,
+    plan: JobPlan,
     update: StatusUpdate | None,
-    policy: PollPolicy,
-    durations: Durations | None,
-    now: float,
     *,
-    random: Callable[[], float],
+    policy: PollPolicy,
+    learned: Durations | None,
+    now: float,
+    rand: Callable[[], float],
     time_scale: float = 1.0,
 ) -> float:
-    """Seconds until the next poll of the job ``plan`` describes (updates ``plan`` in place).
+    """Seconds until the next poll of the job ``plan`` describes (updates ``plan`` in place:
+    the blind back-off's interval, the progress sample).
 
     ``policy`` is already scaled to loop seconds; ``time_scale`` converts the server's seconds
-    (its ``eta``) to loop seconds. ``durations`` is None when learning is off. ``random`` returns
-    uniform draws in [0, 1).
+    (a status's ``eta``) to loop seconds. ``learned`` is None when learning is off. ``rand``
+    returns uniform draws in [0, 1).
     """
+    durations = learned
     hint = _hint(plan, update, now, time_scale)
     if hint is not None:
         if hint <= policy.max_interval:
             # Due within reach: aim just past it, not up to 10 % early (a wasted poll).
             delay = max(hint, policy.min_interval)
-            delay += policy.jitter * policy.min_interval * random()
+            delay += policy.jitter * policy.min_interval * rand()
             return min(delay, policy.max_interval)
         delay = policy.max_interval
     elif durations is None or plan.born is None or not durations.learned:
@@ -180,12 +209,12 @@ def next_delay(
         delay = _learned_delay(plan.born, policy, durations, now)
     delay = min(max(delay, policy.min_interval), policy.max_interval)
     if policy.jitter:
-        delay *= 1 + policy.jitter * (2 * random() - 1)
+        delay *= 1 + policy.jitter * (2 * rand() - 1)
     return delay
 
 
 def _hint(
-    plan: PlanState, update: StatusUpdate | None, now: float, time_scale: float
+    plan: JobPlan, update: StatusUpdate | None, now: float, time_scale: float
 ) -> float | None:
     """Seconds until the server says the job should be done (None: it says nothing)."""
     if update is not None and update.eta is not None and update.eta >= 0:
@@ -223,12 +252,3 @@ def _learned_delay(born: float, policy: PollPolicy, durations: Durations, now: f
         return policy.interval
     gap = SPREAD * math.sqrt(policy.interval * residual)
     return min(max(gap, MIN_GAP * policy.interval), MAX_GAP * policy.interval)
-
-
-def learned_end(plan: PlanState, durations: Durations | None, now: float) -> float | None:
-    """Loop time from which the job is worth polling (None: nothing known; see
-    `Durations.wake_age`)."""
-    if plan.born is None or durations is None:
-        return None
-    age = durations.wake_age(now)
-    return None if age is None else plan.born + age

@@ -12,13 +12,21 @@ from aiovideoextend._poll_plan import (
     SCOUTS,
     SPREAD,
     Durations,
-    PlanState,
-    learned_end,
+    JobPlan,
+    earliest_end,
+    is_scout,
     next_delay,
 )
 from aiovideoextend.testing._lengths import FAST_FACTOR, JOB_LENGTHS, draw
 
-POLICY = PollPolicy(jitter=0)  # first 5, min 1, max 60, backoff 1.3, interval 4.5
+POLICY = PollPolicy(jitter=0)
+
+
+def job_plan(born: float | None, interval: float, expected_end: float | None) -> JobPlan:
+    """A job's plan as of loop time 0: born at ``born``, its blind wait ``interval``."""
+    return JobPlan(
+        0.0, born, expected_end, interval
+    )  # first 5, min 1, max 60, backoff 1.3, interval 4.5
 
 
 def zero() -> float:
@@ -45,61 +53,65 @@ TEN = tuple(100.0 + 5 * i for i in range(10))
 
 
 @pytest.mark.parametrize(
-    ("plan", "update", "durations", "now", "expected"),
+    ("job", "update", "durations", "now", "expected"),
     [
         # A hint within reach: poll just past it (never under min_interval).
-        (PlanState(0.0, 5.0, None), running(eta=12.0), None, 3.0, 12.0),
-        (PlanState(0.0, 5.0, None), running(eta=0.2), None, 3.0, 1.0),
+        (job_plan(0.0, 5.0, None), running(eta=12.0), None, 3.0, 12.0),
+        (job_plan(0.0, 5.0, None), running(eta=0.2), None, 3.0, 1.0),
         # A hint beyond max_interval: come back at max_interval.
-        (PlanState(0.0, 5.0, None), running(eta=600.0), None, 3.0, 60.0),
+        (job_plan(0.0, 5.0, None), running(eta=600.0), None, 3.0, 60.0),
         # The submit's eta stands while the status bodies say nothing.
-        (PlanState(0.0, 5.0, 50.0), running(), learned(*TEN), 20.0, 30.0),
+        (job_plan(0.0, 5.0, 50.0), running(), learned(*TEN), 20.0, 30.0),
         # No learning (learn=False) or a job of unknown age: back off from `first`.
-        (PlanState(0.0, 5.0, None), running(), None, 3.0, 5.0),
-        (PlanState(None, 6.5, None), running(), learned(*TEN), 30.0, 6.5),
+        (job_plan(0.0, 5.0, None), running(), None, 3.0, 5.0),
+        (job_plan(None, 6.5, None), running(), learned(*TEN), 30.0, 6.5),
         # Nothing learned yet: the oldest jobs scout (back off), a younger one waits for news.
-        (PlanState(0.0, 5.0, None), None, learned(births=(0.0, 1.0, 2.0, 3.0)), 0.0, 5.0),
-        (PlanState(3.0, 5.0, None), None, learned(births=(0.0, 1.0, 2.0, 3.0)), 3.0, 60.0),
+        (job_plan(0.0, 5.0, None), None, learned(births=(0.0, 1.0, 2.0, 3.0)), 0.0, 5.0),
+        (job_plan(3.0, 5.0, None), None, learned(births=(0.0, 1.0, 2.0, 3.0)), 3.0, 60.0),
         # Fewer than MIN_SAMPLES ended jobs skip nothing: one early end is not a sample. It only
         # wakes the waiting jobs at least as old as it was (they poll like scouts).
-        (PlanState(1.0, 5.0, None), running(), learned(40.0, births=(0, 1, 2, 9)), 50.0, 5.0),
-        (PlanState(9.0, 5.0, None), running(), learned(40.0, births=(0, 1, 2, 9)), 45.0, 60.0),
-        (PlanState(9.0, 5.0, None), running(), learned(40.0, births=(0, 1, 2, 9)), 50.0, 5.0),
+        (job_plan(1.0, 5.0, None), running(), learned(40.0, births=(0, 1, 2, 9)), 50.0, 5.0),
+        (job_plan(9.0, 5.0, None), running(), learned(40.0, births=(0, 1, 2, 9)), 45.0, 60.0),
+        (job_plan(9.0, 5.0, None), running(), learned(40.0, births=(0, 1, 2, 9)), 50.0, 5.0),
         # Learned: a young job waits until the floor (the low quantile, shrunk 10/11) ...
-        (PlanState(0.0, 5.0, None), running(), learned(*TEN), 50.0, 100.0 * 10 / 11 - 50.0),
-        (PlanState(0.0, 5.0, None), running(), learned(*TEN), 10.0, 60.0),  # max_interval
+        (job_plan(0.0, 5.0, None), running(), learned(*TEN), 50.0, 100.0 * 10 / 11 - 50.0),
+        (job_plan(0.0, 5.0, None), running(), learned(*TEN), 10.0, 60.0),  # max_interval
         # (only the jobs that reached that age count: here none, so no floor yet; the sparse
         # spacing is capped at twice the interval)
         (
-            PlanState(0.0, 5.0, None),
+            job_plan(0.0, 5.0, None),
             running(),
             learned(*TEN, births=(0.0,) * 10),
             10.0,
             9.0,
         ),
         # ... then polls sparsely while the model's jobs have long to go ...
-        (PlanState(0.0, 5.0, None), running(), learned(*TEN), 95.0, SPREAD * (4.5 * 27.5) ** 0.5),
+        (job_plan(0.0, 5.0, None), running(), learned(*TEN), 95.0, SPREAD * (4.5 * 27.5) ** 0.5),
         # ... densely where they end (never under half the interval) ...
-        (PlanState(0.0, 5.0, None), running(), learned(*TEN), 144.0, 2.25),
+        (job_plan(0.0, 5.0, None), running(), learned(*TEN), 144.0, 2.25),
         # ... and every interval past the oldest seen.
-        (PlanState(0.0, 5.0, None), running(), learned(*TEN), 200.0, 4.5),
+        (job_plan(0.0, 5.0, None), running(), learned(*TEN), 200.0, 4.5),
     ],
 )
 def test_next_delay(
-    plan: PlanState,
+    job: JobPlan,
     update: StatusUpdate | None,
     durations: Durations | None,
     now: float,
     expected: float,
 ) -> None:
     """The delay for each kind of knowledge, jitter off."""
-    assert next_delay(plan, update, POLICY, durations, now, random=zero) == pytest.approx(expected)
+    assert next_delay(
+        job, update, policy=POLICY, learned=durations, now=now, rand=zero
+    ) == pytest.approx(expected)
 
 
 def test_back_off_grows_to_max_interval() -> None:
     """Blind polling backs off by `backoff` from `first`, up to `max_interval`."""
-    plan = PlanState(None, POLICY.first, None)
-    delays = [next_delay(plan, None, POLICY, None, 0.0, random=zero) for _ in range(14)]
+    plan = job_plan(None, POLICY.first, None)
+    delays = [
+        next_delay(plan, None, policy=POLICY, learned=None, now=0.0, rand=zero) for _ in range(14)
+    ]
     assert delays[:3] == pytest.approx([5.0, 6.5, 8.45])
     assert delays == sorted(delays)
     assert delays[-1] == POLICY.max_interval
@@ -119,9 +131,10 @@ def test_back_off_grows_to_max_interval() -> None:
 def test_progress_rate_hint(
     samples: list[tuple[float, float]], now: float, progress: float, expected: float
 ) -> None:
-    plan = PlanState(None, 5.0, None)
+    plan = job_plan(None, 5.0, None)
     plan.sample = samples[0] if samples else None
-    delay = next_delay(plan, running(progress=progress), POLICY, None, now, random=zero)
+    update = running(progress=progress)
+    delay = next_delay(plan, update, policy=POLICY, learned=None, now=now, rand=zero)
     assert delay == pytest.approx(expected)
 
 
@@ -129,8 +142,8 @@ def test_progress_rate_hint(
 def test_jitter_stays_within_its_share(draw_value: float) -> None:
     """Jitter spreads a delay by at most its fraction either way."""
     policy = PollPolicy(jitter=0.1)
-    plan = PlanState(None, 10.0, None)
-    delay = next_delay(plan, None, policy, None, 0.0, random=lambda: draw_value)
+    plan = job_plan(None, 10.0, None)
+    delay = next_delay(plan, None, policy=policy, learned=None, now=0.0, rand=lambda: draw_value)
     assert 9.0 <= delay <= 11.0
     assert delay == pytest.approx(10.0 * (1 + 0.1 * (2 * draw_value - 1)))
 
@@ -141,10 +154,12 @@ def test_a_seeded_source_makes_the_plan_deterministic() -> None:
     def run(seed: int) -> list[float]:
         rng = random.Random(seed)
         durations = learned(*TEN)
-        plan = PlanState(0.0, 5.0, None)
+        plan = job_plan(0.0, 5.0, None)
         now, delays = 0.0, []
         while now < 200:
-            delay = next_delay(plan, running(), PollPolicy(), durations, now, random=rng.random)
+            delay = next_delay(
+                plan, running(), policy=PollPolicy(), learned=durations, now=now, rand=rng.random
+            )
             delays.append(delay)
             now += delay
         return delays
@@ -170,7 +185,7 @@ def test_a_seeded_source_makes_the_plan_deterministic() -> None:
         (TEN, (0.0,) * 10 + (120.0, 130.0), 150.0, 100.0 * 10 / 11),
     ],
 )
-def test_floor_and_learned_end(
+def test_floor_and_earliest_end(
     durations: tuple[float, ...], births: tuple[float, ...], now: float, expected: float | None
 ) -> None:
     d = learned(*durations, births=births)
@@ -179,10 +194,10 @@ def test_floor_and_learned_end(
         assert d.floor(now) == pytest.approx(expected)
     else:
         assert d.floor(now) is None
-    end = learned_end(PlanState(5.0, 5.0, None), d, now)
+    end = earliest_end(5.0, d, now)
     assert end == (None if expected is None else pytest.approx(5.0 + expected))
-    assert learned_end(PlanState(None, 5.0, None), d, now) is None
-    assert learned_end(PlanState(5.0, 5.0, None), None, now) is None
+    assert earliest_end(None, d, now) is None
+    assert earliest_end(5.0, None, now) is None
 
 
 @pytest.mark.parametrize(
@@ -207,6 +222,10 @@ def test_scouts_are_the_oldest() -> None:
     d = learned(births=tuple(float(i) for i in range(SCOUTS + 3)))
     assert [d.is_scout(float(i)) for i in range(SCOUTS + 3)] == [i < SCOUTS for i in range(6)]
     assert Durations().is_scout(0.0)
+    # Of unknown age, or with learning off: polls on its own.
+    assert is_scout(None, d)
+    assert is_scout(float(SCOUTS + 2), None)
+    assert not is_scout(float(SCOUTS + 2), d)
 
 
 # -- the emulator's job-length distributions -----------------------------------------------
