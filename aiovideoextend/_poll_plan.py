@@ -49,8 +49,9 @@ MIN_SAMPLES: Final = 3
 SCOUTS: Final = 3
 #: the share of jobs whose early end we accept to notice late (see `Durations.floor`)
 QUANTILE: Final = 0.03
-#: gap = SPREAD * sqrt(interval * mean residual life), within [min_interval, MAX_GAP * interval]
-SPREAD: Final = 0.43
+#: the gaps between polls of a learned model's job stay within [MIN_GAP, MAX_GAP] intervals
+#: the median detection lag aimed at, in intervals (the documented 5-s loop's is 2.5 s)
+LAG_SHARE: Final = 0.45
 MIN_GAP: Final = 0.5
 MAX_GAP: Final = 2.0
 
@@ -58,15 +59,20 @@ MAX_GAP: Final = 2.0
 class Durations:
     """What a session saw of one model's jobs: when each was born, how long the ended took."""
 
-    __slots__ = ("_sums", "births", "samples")
+    __slots__ = ("_norm", "_scale", "_snap", "_sums", "births", "samples")
 
     def __init__(self) -> None:
         self.births: list[float] = []
         #: durations of the ended jobs, sorted
         self.samples: list[float] = []
-        #: suffix sums of ``samples`` (``_sums[i] = sum(samples[i:])``), rebuilt when the
-        #: number of samples changed (so inserting into ``samples`` directly is fine too)
+        #: a copy of ``samples`` with its suffix sums (``_sums[i] = sum(_snap[i:])``) and the mean
+        #: residual life at its median, rebuilt once ``samples`` grew by an eighth (so inserting
+        #: into ``samples`` directly is fine too, and a session's rebuilds cost O(jobs))
+        self._snap: list[float] = []
         self._sums: list[float] = [0.0]
+        self._norm: float | None = None
+        #: gaps are ``_scale * spacing(age)`` intervals (see `_calibrate`)
+        self._scale = 1.0
 
     def born(self, at: float) -> None:
         bisect.insort(self.births, at)
@@ -112,14 +118,62 @@ class Durations:
 
     def residual(self, age: float) -> float | None:
         """Mean further time the ended jobs older than ``age`` took (None: none was)."""
-        samples = self.samples
-        i = bisect.bisect_right(samples, age)
-        if i == len(samples):
+        snap = self._snapshot()
+        i = bisect.bisect_right(snap, age)
+        if i == len(snap):
             return None
-        sums = self._sums
-        if len(sums) != len(samples) + 1:
-            sums = self._sums = _suffix_sums(samples)
-        return sums[i] / (len(samples) - i) - age
+        return self._sums[i] / (len(snap) - i) - age
+
+    def spacing(self, age: float) -> float | None:
+        """The gap between polls at ``age``, in units of the gap at the median duration:
+        sqrt(mean residual life at ``age`` / mean residual life at the median duration).
+        None past the oldest ended job, or when the durations do not spread."""
+        residual = self.residual(age)
+        norm = self._norm
+        if residual is None or norm is None:
+            return None
+        return math.sqrt(residual / norm)
+
+    def _snapshot(self) -> list[float]:
+        samples, snap = self.samples, self._snap
+        if len(samples) >= len(snap) + max(1, len(snap) // 8):
+            snap = self._snap = list(samples)
+            self._sums = _suffix_sums(snap)
+            self._norm = None
+            norm = self.residual(snap[len(snap) // 2])
+            self._norm = norm if norm is not None and norm > 0 else None
+            self._scale = self._calibrate(snap)
+        return snap
+
+    def gap(self, age: float) -> float | None:
+        """The gap between polls at ``age``, in intervals, clamped to [MIN_GAP, MAX_GAP] (None:
+        past the oldest ended job, or the durations do not spread)."""
+        spacing = self.spacing(age)
+        if spacing is None:
+            return None
+        return min(max(self._scale * spacing, MIN_GAP), MAX_GAP)
+
+    def _calibrate(self, snap: list[float]) -> float:
+        """The scale of the gaps at which the median detection lag over the durations seen
+        (each end found uniformly within the gap around it) is ``LAG_SHARE`` intervals: the lag
+        budget is spent where it buys the most polls. Up to 256 of the durations, by bisection."""
+        spacings = [self.spacing(d) for d in snap[:: max(1, len(snap) // 256)]]
+
+        def found_in_time(scale: float) -> float:
+            share = 0.0
+            for spacing in spacings:
+                gap = 1.0 if spacing is None else min(max(scale * spacing, MIN_GAP), MAX_GAP)
+                share += min(1.0, LAG_SHARE / gap)
+            return share / len(spacings)
+
+        low, high = MIN_GAP / 8, 8 * MAX_GAP
+        for _ in range(24):
+            middle = (low + high) / 2
+            if found_in_time(middle) >= 0.5:
+                low = middle
+            else:
+                high = middle
+        return low
 
     def typical(self) -> float | None:
         """The median duration of the ended jobs (None: none ended yet)."""
@@ -193,18 +247,12 @@ def next_delay(
             delay += policy.jitter * policy.min_interval * rand()
             return min(delay, policy.max_interval)
         delay = policy.max_interval
-    elif durations is None or plan.born is None or not durations.learned:
-        if (
-            durations is not None
-            and plan.born is not None
-            and not _awake(plan.born, durations, now)
-        ):
-            # Older jobs of the model scout: this one waits for their news.
-            delay = policy.max_interval
-        else:
-            # Nothing learned (yet): back off from ``first``.
-            delay = plan.interval
-            plan.interval = min(plan.interval * policy.backoff, policy.max_interval)
+    elif durations is None or plan.born is None:
+        # Nothing to learn from: back off from ``first``.
+        delay = plan.interval
+        plan.interval = min(plan.interval * policy.backoff, policy.max_interval)
+    elif not durations.learned:
+        delay = _learning_delay(plan, policy, durations, now)
     else:
         delay = _learned_delay(plan.born, policy, durations, now)
     delay = min(max(delay, policy.min_interval), policy.max_interval)
@@ -232,13 +280,20 @@ def _hint(
     return None
 
 
-def _awake(born: float, durations: Durations, now: float) -> bool:
-    """Whether a job of a model not learned yet polls: it is a scout, or some job of the model
-    ended younger than it is now."""
-    if durations.is_scout(born):
-        return True
+def _learning_delay(plan: JobPlan, policy: PollPolicy, durations: Durations, now: float) -> float:
+    """Before the model is learned: a job as old as one of the model that ended may be done, so
+    it polls every interval; otherwise the oldest (scouts) back off from ``first``, and the
+    others wait for news."""
+    born = plan.born
+    assert born is not None  # noqa: S101  (checked by the caller)
     samples = durations.samples
-    return bool(samples) and samples[0] <= now - born
+    if samples and samples[0] <= now - born:
+        return policy.interval
+    if durations.is_scout(born):
+        delay = plan.interval
+        plan.interval = min(plan.interval * policy.backoff, policy.max_interval)
+        return delay
+    return policy.max_interval
 
 
 def _learned_delay(born: float, policy: PollPolicy, durations: Durations, now: float) -> float:
@@ -246,9 +301,6 @@ def _learned_delay(born: float, policy: PollPolicy, durations: Durations, now: f
     floor = durations.floor(now)
     if floor is not None and age < floor:
         return floor - age
-    residual = durations.residual(age)
-    if residual is None:
-        # Older than every ended job: the tail, nothing to say but the interval.
-        return policy.interval
-    gap = SPREAD * math.sqrt(policy.interval * residual)
-    return min(max(gap, MIN_GAP * policy.interval), MAX_GAP * policy.interval)
+    gap = durations.gap(age)
+    # Older than every ended job (the tail), or all took as long: every interval.
+    return policy.interval * (1.0 if gap is None else gap)

@@ -8,9 +8,11 @@ import pytest
 
 from aiovideoextend import JobStatus, PollPolicy, StatusUpdate
 from aiovideoextend._poll_plan import (
+    LAG_SHARE,
+    MAX_GAP,
+    MIN_GAP,
     MIN_SAMPLES,
     SCOUTS,
-    SPREAD,
     Durations,
     JobPlan,
     earliest_end,
@@ -69,28 +71,28 @@ TEN = tuple(100.0 + 5 * i for i in range(10))
         (job_plan(0.0, 5.0, None), None, learned(births=(0.0, 1.0, 2.0, 3.0)), 0.0, 5.0),
         (job_plan(3.0, 5.0, None), None, learned(births=(0.0, 1.0, 2.0, 3.0)), 3.0, 60.0),
         # Fewer than MIN_SAMPLES ended jobs skip nothing: one early end is not a sample. It only
-        # wakes the waiting jobs at least as old as it was (they poll like scouts).
-        (job_plan(1.0, 5.0, None), running(), learned(40.0, births=(0, 1, 2, 9)), 50.0, 5.0),
+        # makes the jobs at least as old as it was poll every interval (they may be done).
+        (job_plan(1.0, 5.0, None), running(), learned(40.0, births=(0, 1, 2, 9)), 30.0, 5.0),
+        (job_plan(1.0, 5.0, None), running(), learned(40.0, births=(0, 1, 2, 9)), 50.0, 4.5),
         (job_plan(9.0, 5.0, None), running(), learned(40.0, births=(0, 1, 2, 9)), 45.0, 60.0),
-        (job_plan(9.0, 5.0, None), running(), learned(40.0, births=(0, 1, 2, 9)), 50.0, 5.0),
+        (job_plan(9.0, 5.0, None), running(), learned(40.0, births=(0, 1, 2, 9)), 50.0, 4.5),
         # Learned: a young job waits until the floor (the low quantile, shrunk 10/11) ...
         (job_plan(0.0, 5.0, None), running(), learned(*TEN), 50.0, 100.0 * 10 / 11 - 50.0),
         (job_plan(0.0, 5.0, None), running(), learned(*TEN), 10.0, 60.0),  # max_interval
         # (only the jobs that reached that age count: here none, so no floor yet; the sparse
-        # spacing is capped at twice the interval)
+        # spacing is capped at MAX_GAP intervals)
         (
             job_plan(0.0, 5.0, None),
             running(),
             learned(*TEN, births=(0.0,) * 10),
             10.0,
-            9.0,
+            MAX_GAP * 4.5,
         ),
-        # ... then polls sparsely while the model's jobs have long to go ...
-        (job_plan(0.0, 5.0, None), running(), learned(*TEN), 95.0, SPREAD * (4.5 * 27.5) ** 0.5),
-        # ... densely where they end (never under half the interval) ...
-        (job_plan(0.0, 5.0, None), running(), learned(*TEN), 144.0, 2.25),
-        # ... and every interval past the oldest seen.
+        # ... densely where they end (never under MIN_GAP intervals) ...
+        (job_plan(0.0, 5.0, None), running(), learned(*TEN), 144.0, MIN_GAP * 4.5),
+        # ... and every interval past the oldest seen, or when all jobs took as long.
         (job_plan(0.0, 5.0, None), running(), learned(*TEN), 200.0, 4.5),
+        (job_plan(0.0, 5.0, None), running(), learned(40.0, 40.0, 40.0), 41.0, 4.5),
     ],
 )
 def test_next_delay(
@@ -198,6 +200,35 @@ def test_floor_and_earliest_end(
     assert end == (None if expected is None else pytest.approx(5.0 + expected))
     assert earliest_end(None, d, now) is None
     assert earliest_end(5.0, None, now) is None
+
+
+def test_gaps_shrink_where_jobs_end() -> None:
+    """Past the floor, a learned model's gaps shrink as its jobs' mean residual life does."""
+    d = learned(*TEN)
+    gaps = [
+        next_delay(
+            job_plan(0.0, 5.0, None), running(), policy=POLICY, learned=d, now=age, rand=zero
+        )
+        for age in range(91, 144, 6)
+    ]
+    assert gaps == sorted(gaps, reverse=True)
+    assert gaps[0] > POLICY.interval > gaps[-1]
+
+
+@pytest.mark.parametrize(
+    "durations",
+    [
+        [60.0 + i for i in range(200)],  # uniform
+        [100.0 + (i % 10) for i in range(200)],  # narrow
+        [50.0 + i * i / 100 for i in range(200)],  # long tail
+    ],
+)
+def test_calibrated_median_lag(durations: list[float]) -> None:
+    """The gaps are scaled so that, each end found uniformly within the gap around it, half of
+    the ended jobs would be found within LAG_SHARE intervals."""
+    d = learned(*durations)
+    share = [min(1.0, LAG_SHARE / (d.gap(t) or 1.0)) for t in durations]
+    assert sum(share) / len(share) == pytest.approx(0.5, abs=0.02)
 
 
 @pytest.mark.parametrize(
