@@ -131,8 +131,8 @@ class Durations:
         return self._sums[i] / (len(snap) - i) - age
 
     def spacing(self, age: float) -> float | None:
-        """The gap between polls at ``age``, in units of the gap at the median duration:
-        sqrt(mean residual life at ``age`` / mean residual life at the median duration).
+        """The gap between polls at ``age``, in units of the gap at the median duration: (mean
+        residual life at ``age`` / mean residual life at the median duration) ** ``CONTRAST``.
         None past the oldest ended job, or when the durations do not spread."""
         residual = self.residual(age)
         norm = self._norm
