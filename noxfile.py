@@ -54,7 +54,7 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks against the emulator, with the docs loop and naive limiter as baselines.
 
-    ``nox -s bench -- --quick`` takes about a minute; ``--only polling cpu`` picks some. The
+    ``nox -s bench -- --quick`` takes about three minutes; ``--only polling cpu`` picks some. The
     polling benchmark redraws the figures in docs/figures/.
     """
     session.install("-e", ".[tests,bench]")
