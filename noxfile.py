@@ -54,9 +54,10 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks against the emulator, with the docs loop and naive limiter as baselines.
 
-    ``nox -s bench -- --quick`` takes about a minute; ``--only polling cpu`` picks some.
+    ``nox -s bench -- --quick`` takes about three minutes; ``--only polling cpu`` picks some. The
+    polling benchmark redraws the figures in docs/figures/.
     """
-    session.install("-e", ".[tests]", "aiolimiter>=1.1")
+    session.install("-e", ".[tests,bench]")
     session.run("python", "bench/run.py", *session.posargs)
 
 

@@ -159,12 +159,12 @@ class PollPolicy:
 
     With a hint from the server (the submit's ``eta``, a status's time remaining, or a progress
     rate) the next poll goes where the job should be done, never further than ``max_interval``.
-    Without one, the session learns how long jobs of each model take: it skips polling while a
-    job is younger than the shortest duration it has seen for that model (less a margin for the
-    few samples), then polls every ``interval`` seconds, a little closer than NanoGPT's
-    documented 5 s loop so that the detection lag is no worse than that loop's. Before any job
-    of a model finished, only its oldest jobs (scouts) poll, from ``first`` seconds backing off by
-    ``backoff`` up to ``max_interval``; the others wait for the first end. With
+    Without one, the session learns how long jobs of each model take (from three ended jobs on):
+    it skips polling while a job is younger than the shortest duration it has seen for that
+    model (less a margin for the few samples), then spaces polls densest where the model's jobs
+    end, on the scale of ``interval`` seconds. Before that, only a model's oldest jobs (scouts)
+    poll, from ``first`` seconds backing off by ``backoff`` up to ``max_interval``; the others
+    wait for the model to be learned. With
     ``learn=False`` every job polls like a scout. Every wait is clamped
     to [``min_interval``, ``max_interval``] whatever the server says, and ``jitter`` spreads
     polls of many jobs. ``timeout`` is the default overall deadline per job (None: wait forever).

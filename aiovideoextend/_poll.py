@@ -22,7 +22,7 @@ from ._backoff import Backoff
 from ._config import PollPolicy, Retries
 from ._http import Transport
 from ._limiter_api import Window
-from ._plan import Durations, JobPlan, earliest_end, estimate, next_delay
+from ._plan import MIN_SAMPLES, Durations, JobPlan, earliest_end, estimate, next_delay
 from ._tasks import TaskSet
 from .exceptions import (
     APIConnectionError,
@@ -163,7 +163,7 @@ class PollScheduler:
         if born is None or durations is None:
             return
         bisect.insort(durations.samples, (track.seen_running + now) / 2 - born)
-        if len(durations.samples) == 1:
+        if len(durations.samples) in {1, MIN_SAMPLES}:
             self._replan(job.model, now)
 
     def _replan(self, model: str | None, now: float) -> None:

@@ -8,7 +8,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import attrs
-from _common import CLIENTS, Outcome, emulator, outcome
+from _common import CLIENTS, SOURCE_MODEL, Outcome, emulator, outcome
 
 
 @attrs.frozen
@@ -21,15 +21,24 @@ class Cell:
     envelope: str = "nested"
     algorithm: str = "sliding"
     seed: int = 1
+    #: emulator options of a job-length profile (see ``_pollsim.PROFILES``)
+    lengths: tuple[tuple[str, Any], ...] = ()
+    models: tuple[str, ...] = (SOURCE_MODEL,)
 
 
 async def _run(cell: Cell) -> Outcome:
     emu = emulator(
-        cell.scale, envelope=cell.envelope, limit_algorithm=cell.algorithm, seed=cell.seed
+        cell.scale,
+        envelope=cell.envelope,
+        limit_algorithm=cell.algorithm,
+        seed=cell.seed,
+        **dict(cell.lengths),
     )
     async with emu:
         started = time.perf_counter()
-        await CLIENTS[cell.client](emu, cell.flow, cell.n, cell.scale, wait=cell.wait)
+        await CLIENTS[cell.client](
+            emu, cell.flow, cell.n, cell.scale, wait=cell.wait, models=cell.models
+        )
         wall = time.perf_counter() - started
         result = outcome(emu, cell.client, cell.flow, cell.n, cell.scale, waited=cell.wait)
     result.wall = wall

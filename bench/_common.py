@@ -37,6 +37,8 @@ SOURCE_URL = "https://example.com/source.mp4"
 DOCS_INTERVAL = 5.0
 #: jittered server latency, emulated seconds (divided by the time scale for the emulator)
 LATENCY = (0.1, 0.5)
+#: jobs whose polls an `Outcome` keeps, for the figures
+SAMPLED = 40
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELED", "CANCELLED", "ERROR"})
 
 
@@ -51,8 +53,11 @@ def emulator(scale: float, **options: Any) -> Emulator:
     return Emulator(**{**defaults, **options})
 
 
-def payloads(emu: Emulator, flow: str, n: int) -> list[dict[str, Any]]:
-    """Wire bodies of ``n`` submits of ``flow`` (the same ones every client sends)."""
+def payloads(
+    emu: Emulator, flow: str, n: int, models: Sequence[str] = (SOURCE_MODEL,)
+) -> list[dict[str, Any]]:
+    """Wire bodies of ``n`` submits of ``flow`` (the same ones every client sends); the
+    source-extend flow takes ``models`` in turn."""
     if flow == "extend":
         parents = emu.midjourney_run_ids(KEY)
         return [
@@ -64,17 +69,18 @@ def payloads(emu: Emulator, flow: str, n: int) -> list[dict[str, Any]]:
             for i in range(n)
         ]
     return [
-        {"model": SOURCE_MODEL, "prompt": f"shot {i}", "videoUrl": SOURCE_URL} for i in range(n)
+        {"model": models[i % len(models)], "prompt": f"shot {i}", "videoUrl": SOURCE_URL}
+        for i in range(n)
     ]
 
 
-def requests(emu: Emulator, flow: str, n: int) -> list[ave.MidjourneyExtend | ave.SourceExtend]:
+def requests(
+    emu: Emulator, flow: str, n: int, models: Sequence[str] = (SOURCE_MODEL,)
+) -> list[ave.MidjourneyExtend | ave.SourceExtend]:
+    bodies = payloads(emu, flow, n, models)
     if flow == "extend":
-        return [ave.MidjourneyExtend(p["runId"], p["index"]) for p in payloads(emu, flow, n)]
-    return [
-        ave.SourceExtend(SOURCE_MODEL, p["prompt"], video_url=SOURCE_URL)
-        for p in payloads(emu, flow, n)
-    ]
+        return [ave.MidjourneyExtend(p["runId"], p["index"]) for p in bodies]
+    return [ave.SourceExtend(p["model"], p["prompt"], video_url=SOURCE_URL) for p in bodies]
 
 
 # --- the clients --------------------------------------------------------------------------------
@@ -91,14 +97,24 @@ def session(emu: Emulator, scale: float, **options: Any) -> ave.Session:
     )
 
 
-async def run_ours(emu: Emulator, flow: str, n: int, scale: float, *, wait: bool = True) -> None:
+async def run_ours(
+    emu: Emulator,
+    flow: str,
+    n: int,
+    scale: float,
+    *,
+    wait: bool = True,
+    models: Sequence[str] = (SOURCE_MODEL,),
+) -> None:
     async def one(s: ave.Session, request: ave.MidjourneyExtend | ave.SourceExtend) -> None:
         job = await s.submit(request)
         if wait:
             await job.result()
 
     async with session(emu, scale) as s:
-        await asyncio.gather(*(one(s, r) for r in requests(emu, flow, n)), return_exceptions=True)
+        await asyncio.gather(
+            *(one(s, r) for r in requests(emu, flow, n, models)), return_exceptions=True
+        )
 
 
 async def _retry_after(resp: aiohttp.ClientResponse) -> None:
@@ -115,12 +131,13 @@ async def run_docs(
     wait: bool = True,
     limiter: aiolimiter.AsyncLimiter | None = None,
     bodies: Sequence[dict[str, Any]] | None = None,
+    models: Sequence[str] = (SOURCE_MODEL,),
 ) -> None:
     """The documented loop (with ``limiter`` around submits: the naive baseline)."""
     route = "generate-video/extend" if flow == "extend" else "generate-video"
     base = emu.base_url
     interval = DOCS_INTERVAL / scale
-    bodies = payloads(emu, flow, n) if bodies is None else bodies
+    bodies = payloads(emu, flow, n, models) if bodies is None else bodies
 
     async def one(http: aiohttp.ClientSession, body: dict[str, Any]) -> None:
         while True:
@@ -150,10 +167,11 @@ async def run_docs(
         await asyncio.gather(*(one(http, body) for body in bodies))
 
 
-async def run_naive(emu: Emulator, flow: str, n: int, scale: float, *, wait: bool = True) -> None:
+async def run_naive(emu: Emulator, flow: str, n: int, scale: float, **options: Any) -> None:
+    """The docs loop (``options``: its own) with ``aiolimiter`` around the submits."""
     _, count, period = FLOWS[flow]
     limiter = aiolimiter.AsyncLimiter(count, period / scale)
-    await run_docs(emu, flow, n, scale, wait=wait, limiter=limiter)
+    await run_docs(emu, flow, n, scale, limiter=limiter, **options)
 
 
 CLIENTS = {"ours": run_ours, "docs": run_docs, "naive": run_naive}
@@ -173,10 +191,19 @@ class Outcome:
     first_window: bool  # the first min(n, count) submits were all admitted within one window
     polls_per_job: float = math.nan  # status requests sent (429s included) per job
     admitted_polls: float = math.nan  # status requests the server answered, per job
+    #: polls per job of a 5-s loop that keeps its schedule (no 429, no CPU starvation), from
+    #: the jobs' lengths: the docs loop's count when nothing slows it down
+    ideal_polls: float = math.nan
     lag_median: float = math.nan
+    lag_mean: float = math.nan
+    lag_p90: float = math.nan
     makespan: float = math.nan
     lower_bound: float = math.nan
     wall: float = math.nan
+    #: emulated seconds since the first admitted submit of every request that reached the
+    #: limiter; the first ``SAMPLED`` jobs' lengths and status polls, in seconds since submit
+    arrivals: list[float] = attrs.field(factory=list)
+    lives: list[tuple[float, list[float]]] = attrs.field(factory=list)
 
     @property
     def makespan_ratio(self) -> float:
@@ -212,13 +239,29 @@ def outcome(
     seen = stats.first_seen_terminal
     result.polls_per_job = stats.requests["status"] / n
     result.admitted_polls = sum(stats.polls[r] for r in runs) / n
-    result.lag_median = statistics.median((seen[r] - completed[r]) * scale for r in runs)
+    lags = [(seen[r] - completed[r]) * scale for r in runs]
+    result.lag_median = statistics.median(lags)
+    result.lag_mean = statistics.mean(lags)
+    result.lag_p90 = statistics.quantiles(lags, n=10)[-1]
+    result.arrivals = [(t - t0) * scale for t, _ in stats.arrivals]
+    ideal = [max(1, math.ceil(length / DOCS_INTERVAL)) for length in _lengths(emu, runs)]
+    result.ideal_polls = statistics.mean(ideal)
+    result.lives = []
+    for r in runs[:SAMPLED]:
+        job = emu.job(r)
+        length = job.run_end - job.created_at
+        born = completed[r] - length / scale  # loop time of the submit
+        result.lives.append((length, [(t - born) * scale for t in stats.poll_times[r]]))
     result.makespan = (max(seen[r] for r in runs) - t0) * scale
     # Physical bound: the k-th job created can at best be created at slot k of the documented
     # limit (count at once, then count per period), and then takes its own duration.
-    durations = [emu.job(r).run_end - emu.job(r).created_at for r in runs]
+    durations = _lengths(emu, runs)
     result.lower_bound = max((k // count) * period + d for k, d in enumerate(durations))
     return result
+
+
+def _lengths(emu: Emulator, runs: Sequence[str]) -> list[float]:
+    return [emu.job(r).run_end - emu.job(r).created_at for r in runs]
 
 
 # --- tables -------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Run the benchmarks: ``python bench/run.py [--quick] [--only NAME ...] [--workers N]``.
 
 Each benchmark prints a table (markdown) and ends with one ``ratios`` line; the last block
-repeats every ratios line. ``--quick`` takes about a minute on two cores.
+repeats every ratios line. ``--quick`` takes about three minutes on two cores.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ BENCHMARKS = ("limits", "polling", "rate", "batch", "scaleout", "queue", "cpu", 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the one-minute version")
+    parser.add_argument("--quick", action="store_true", help="the short version (one seed)")
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS))
     parser.add_argument(
         "--workers", type=int, default=2, help="processes for independent runs (default 2)"

@@ -330,6 +330,7 @@ class Routes:
     def _poll(self, job: Job) -> JobStatus:
         state = self.emu._state
         state.stats.polls[job.run_id] += 1
+        state.stats.poll_times[job.run_id].append(asyncio.get_running_loop().time())
         return state.refresh(job, self.emu.now())
 
     def _nested_data(self, request: web.Request, job: Job, status: JobStatus) -> dict[str, Any]:
@@ -426,8 +427,9 @@ class Routes:
             "success": True,
             "taskId": job.run_id,
             "message": f"Extending video {valid.index + 1} by 5 seconds...",
-            "eta": round(job.run_end - job.created_at),
         }
+        if self.emu.eta:
+            reply["eta"] = round(job.run_end - job.created_at)
         return Reply(202, reply, run_id=job.run_id)
 
     async def status(self, request: web.Request) -> Reply:

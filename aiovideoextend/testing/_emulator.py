@@ -16,6 +16,7 @@ from aiohttp import web
 from ._app import Routes
 from ._errors import ERROR_SHAPES, ErrorShape
 from ._faults import FaultSet
+from ._lengths import JOB_LENGTHS, JobLengths
 from ._limits import DEFAULT_LIMITS, LIMIT_ALGORITHMS, LimitAlgorithm, RateLimiter
 from ._state import Clock, Job, JobPlan, LedgerEntry, State, Stats
 
@@ -84,6 +85,11 @@ class Emulator:
     limits: Mapping[str, tuple[int, float] | None] | None = None
     queue_seconds: tuple[float, float] = attrs.field(default=(5.0, 60.0), validator=_check_pair)
     run_seconds: tuple[float, float] = attrs.field(default=(60.0, 240.0), validator=_check_pair)
+    job_lengths: JobLengths = attrs.field(
+        default="uniform", validator=attrs.validators.in_(JOB_LENGTHS)
+    )
+    #: whether the extend route's 202 carries an ``eta`` (False: no hint anywhere, nested)
+    eta: bool = True
     failure_rate: float = attrs.field(default=0.05, validator=_check_rate)
     nsfw_rate: float = attrs.field(default=0.02, validator=_check_rate)
     cancel_rate: float = attrs.field(default=0.0, validator=_check_rate)
@@ -122,6 +128,7 @@ class Emulator:
             nsfw_rate=self.nsfw_rate,
             cancel_rate=self.cancel_rate,
             envelope=self.envelope,
+            lengths=self.job_lengths,
         )
         # Separate streams, so that arming a fault does not change which jobs fail.
         self._state = State(

@@ -9,6 +9,7 @@ import math
 from typing import TYPE_CHECKING
 
 from ._emulator import CREATED_AT_MODES, Emulator
+from ._lengths import JOB_LENGTHS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -127,6 +128,12 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how far the server's clock runs ahead (negative: behind) in its timestamps",
     )
+    add(
+        "--job-lengths",
+        choices=JOB_LENGTHS,
+        default="uniform",
+        help="the shape of job lengths (default: %(default)s)",
+    )
     add("--admin", action="store_true", help="serve GET /api/_emulator/state")
 
 
@@ -145,6 +152,7 @@ def emulator_from_arguments(args: argparse.Namespace) -> Emulator:
         latency=args.latency,
         created_at=args.created_at,
         clock_skew=args.clock_skew,
+        job_lengths=args.job_lengths,
         host=args.host,
         port=args.port,
         admin=args.admin,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from ._catalog import MIDJOURNEY_MODEL
+from ._lengths import draw as draw_lengths
 
 if TYPE_CHECKING:
     import random
@@ -115,6 +116,10 @@ class Stats:
     #: The subset of `arrivals` the limiter let through.
     admitted: list[tuple[float, str]] = attrs.field(factory=list)
     completed_at: dict[str, float] = attrs.field(factory=dict)
+    #: When each run's answered status polls arrived.
+    poll_times: collections.defaultdict[str, list[float]] = attrs.field(
+        factory=lambda: collections.defaultdict(list)
+    )
     first_seen_terminal: dict[str, float] = attrs.field(factory=dict)
 
 
@@ -158,6 +163,8 @@ class JobPlan:
     nsfw_rate: float
     cancel_rate: float
     envelope: str
+    #: the shape of job lengths (see `_lengths`)
+    lengths: str = "uniform"
 
 
 @attrs.define
@@ -202,8 +209,11 @@ class State:
         """Accept a submit: draw its future, charge the precharge and write the ledger."""
         plan = self.plan
         run_id = self._new_run_id(clock, now)
-        queue_end = now + self.rng.uniform(*plan.queue_seconds)
-        run_end = queue_end + self.rng.uniform(*plan.run_seconds)
+        queued, running = draw_lengths(
+            plan.lengths, model, plan.queue_seconds, plan.run_seconds, self.rng
+        )
+        queue_end = now + queued
+        run_end = queue_end + running
         draw = self.rng.random()
         nsfw = plan.failure_rate <= draw < plan.failure_rate + plan.nsfw_rate
         if draw < plan.failure_rate + plan.nsfw_rate:

@@ -71,6 +71,7 @@ async def test_dropping_a_running_emulator_warns():
     "options",
     [
         {"time_scale": 0},
+        {"job_lengths": "gamma"},
         {"envelope": "sideways"},
         {"error_shape": "xml"},
         {"limit_algorithm": "leaky"},
@@ -110,6 +111,35 @@ async def test_seed_makes_runs_reproducible(make_api):
             ]
         )
     assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize(
+    ("job_lengths", "fast", "slow"),
+    [
+        ("uniform", (65.0, 300.0), (65.0, 300.0)),
+        ("narrow", (164.25, 200.75), (164.25, 200.75)),
+        ("bimodal", (16.25, 75.0), (65.0, 300.0)),
+    ],
+)
+async def test_job_lengths_shape_the_durations(make_api, job_lengths, fast, slow):
+    """``job_lengths`` picks the distribution; under "bimodal" the fast model's jobs are short."""
+    api = await make_api(
+        job_lengths=job_lengths, queue_seconds=(5.0, 60.0), run_seconds=(60.0, 240.0)
+    )
+    for model, (low, high) in (("veo3-1-fast-extend", fast), ("veo3-1-extend", slow)):
+        for _ in range(5):
+            run_id = (await api.submit({**GOOD, "model": model})).body["runId"]
+            job = api.emu.job(run_id)
+            assert low <= job.run_end - job.created_at <= high
+
+
+async def test_extend_eta_can_be_left_out(make_api):
+    """``eta=False``: the Midjourney extend 202 carries no ``eta``, so no hint at all."""
+    for eta in (True, False):
+        api = await make_api(eta=eta)
+        parent = api.emu.midjourney_run_ids(KEY)[0]
+        reply = await api.extend({"runId": parent, "index": 0})
+        assert ("eta" in reply.body) is eta
 
 
 @pytest.mark.fast_forward  # the job must not have finished (and settled) by the check
@@ -282,7 +312,10 @@ async def test_arguments():
         "--admin",
         "--host",
         "127.0.0.1",
+        "--job-lengths",
+        "lognormal",
     )
+    assert args.job_lengths == "lognormal"
     assert args.keys == [("sk-a", 5.0), ("sk-b", 1000.0)]
     assert (args.time_scale, args.seed, args.envelope, args.error_shape) == (60.0, 3, "flat", "oas")
     assert (args.limit_algorithm, args.retry_after, args.admin) == ("token", False, True)
