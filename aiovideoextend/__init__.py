@@ -4,8 +4,8 @@ Submit paid extend jobs under the documented rate limits, await them, resume the
 
 ``__all__`` is what users call, configure, catch or compare with. The protocols and hook
 types you implement are in :mod:`aiovideoextend.typing`; the batch runner is
-:mod:`aiovideoextend.batch`, the Redis backends :mod:`aiovideoextend.redis_limiter` and
-:mod:`aiovideoextend.redis_journal`, the emulator :mod:`aiovideoextend.testing`.
+:mod:`aiovideoextend.batch`, the Redis limiter :mod:`aiovideoextend.redis_limiter`, the task queue
+:mod:`aiovideoextend.queue`, the emulator :mod:`aiovideoextend.testing`.
 """
 
 from __future__ import annotations

@@ -309,7 +309,7 @@ def parse_recover(body: Any, *, conv: cattrs.Converter = converter) -> list[Reco
 
 
 # --- the batch journal's entries ----------------------------------------------------------------
-# Not the API's wire but our journals': a SQLite row and a Redis hash (all text, "" for none) are
+# Not the API's wire but our journal's: a SQLite row (or its fields as text, "" for none) is
 # decoded by this one rule, in a block of its own.
 
 
@@ -342,7 +342,6 @@ converter.register_structure_hook(
         ),
         outcome=override(struct_hook=_stored_outcome),
         owner_alive=_flag,
-        adopted=_flag,
     ),
 )
 

@@ -1,15 +1,15 @@
-"""What a batch needs of its journal, so that it can live in SQLite (one process) or Redis (many).
+"""What a batch needs of its journal, so that it can live in SQLite or elsewhere (Redis, for a
+task queue).
 
 :class:`~aiovideoextend.batch.Journal` (a local SQLite file, wrapped in
 :class:`~aiovideoextend._journal_store.LocalJournalStore`) and
-:class:`~aiovideoextend.redis_journal.RedisJournal` (one batch split over many workers and hosts)
-both satisfy :class:`JournalStore`. Every method is a coroutine, and every write is atomic. They
-hand entries back as :class:`JournalEntry` records (decoded by one rule, ``_converter``'s).
+:class:`~aiovideoextend.queue.LineJournal` (one manifest line run by a task of a queue) both
+satisfy :class:`JournalStore`. Every method is a coroutine, and every write is atomic. They hand
+entries back as :class:`JournalEntry` records.
 
-Ownership (``shared`` stores only): recording an intent is a *claim* of the entry by this worker,
-and fails (returns ``False``) when another worker holds it. A worker holds its entries for as
-long as its lease runs; :meth:`JournalStore.adopt` takes over an entry whose owner's lease has
-lapsed (or that its owner released), and only the adopter may then reconcile or follow it.
+Several writers (a queue's task delivered twice): recording an intent fails (returns ``False``)
+when another writer's intent or run is on record already; an entry's ``owner`` says whose intent
+it is, and ``owner_alive`` whether its answer may still come (the reconciler waits for those).
 """
 
 from __future__ import annotations
@@ -39,16 +39,14 @@ class JournalEntry:
     intent_at: float
     run_id: str | None = None
     submitted_seq: int | None = None
-    #: our clock when the answer naming ``run_id`` was recorded (None: adopted, or older)
+    #: our clock when the answer naming ``run_id`` was recorded (None: reconciled, or older)
     submitted_at: float | None = None
     precharge: float | None = None
     #: the finished outcome as a JSON-able dict (see ``aiovideoextend.batch.BatchOutcome``)
     outcome: dict[str, Any] | None = None
-    #: shared journals only: the worker that holds the entry, whether its lease is still
-    #: running, and whether it took the entry over from a worker whose lease lapsed
+    #: journals with several writers: whose intent it is, and whether its answer may still come
     owner: str | None = None
     owner_alive: bool = False
-    adopted: bool = False
 
 
 @runtime_checkable
@@ -56,18 +54,8 @@ class JournalStore(Protocol):
     """A batch journal: intents before submits, run ids after, outcomes, run snapshots."""
 
     @property
-    def shared(self) -> bool:
-        """Other live workers may hold entries of this journal at the same time."""
-        ...
-
-    @property
-    def worker_id(self) -> str | None:
-        """This worker's id in ``JournalEntry.owner`` (``None`` for a single-writer journal)."""
-        ...
-
-    @property
     def poll_interval(self) -> float:
-        """Seconds between looks at entries other workers hold (shared stores)."""
+        """Seconds between looks at other writers' intents whose answers may still come."""
         ...
 
     async def entries(self, entry_ids: Collection[str] | None = None) -> dict[str, JournalEntry]:
@@ -85,10 +73,11 @@ class JournalStore(Protocol):
     async def record_intent(
         self, entry_id: str, *, request_key: str, model: str, position: int
     ) -> bool:
-        """Claim the entry and commit that a submit is about to leave.
+        """Commit that a submit is about to leave.
 
-        ``False``: another worker holds the entry (or finished it); nothing was written. Raises
-        :class:`~aiovideoextend.JournalError` when the entry is this worker's and past its intent.
+        ``False``: another writer's intent or run is on record for the entry; nothing was
+        written, nothing is sent, and the entry ends ``unfinished`` here. Raises
+        :class:`~aiovideoextend.JournalError` when the journal cannot record it.
         """
         ...
 
@@ -104,15 +93,7 @@ class JournalStore(Protocol):
         ...
 
     async def forget_intent(self, entry_id: str) -> None:
-        """Drop an intent the server definitely did not act on (the entry is unclaimed again)."""
-        ...
-
-    async def release(self, entry_id: str) -> None:
-        """Stop holding an unfinished entry, so that another worker may adopt it now."""
-        ...
-
-    async def adopt(self, entry_id: str) -> JournalEntry | None:
-        """Take over an unfinished entry whose owner is gone; ``None`` if it cannot be taken."""
+        """Drop an intent the server definitely did not act on (the entry is new again)."""
         ...
 
     async def record_known_runs(

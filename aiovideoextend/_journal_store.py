@@ -57,8 +57,8 @@ def _settle(done: asyncio.Future[Any], result: Any, error: Exception | None) -> 
 class LocalJournalStore:
     """A :class:`Journal` seen through the async :class:`~aiovideoextend.JournalStore` protocol.
 
-    One writer per file (the lock), so every entry is its own and nothing is shared: an
-    unresolved intent found at the start belongs to a crashed earlier run.
+    One writer per file (the lock), so every entry is its own: an unresolved intent found at the
+    start belongs to a crashed earlier run.
 
     The database is used from one worker thread, so the event loop never waits for a disk. Writes
     that arrive while a commit is under way are committed together (a group commit), and each
@@ -68,8 +68,6 @@ class LocalJournalStore:
     disk does not hold the next submit back.
     """
 
-    shared: Final = False
-    worker_id: Final = None
     poll_interval: Final = 1.0
 
     def __init__(self, journal: Journal) -> None:
@@ -192,12 +190,6 @@ class LocalJournalStore:
 
     async def forget_intent(self, entry_id: str) -> None:
         await self._run(lambda: self.journal.forget_intent(entry_id))
-
-    async def release(self, entry_id: str) -> None:
-        """Nothing to hand over: the next run of the batch picks the entry up."""
-
-    async def adopt(self, entry_id: str) -> JournalEntry | None:
-        return await self._run(lambda: self.journal.get(entry_id))
 
     async def record_known_runs(
         self, model: str, run_ids: Iterable[str], *, complete: bool

@@ -4,7 +4,7 @@
   :class:`~aiovideoextend.RateLimiter` (one process) and
   :class:`~aiovideoextend.redis_limiter.RedisRateLimiter` (many processes and hosts) are two.
 * :class:`JournalStore`: a batch journal for ``run_batch(..., journal=...)``, as
-  :class:`~aiovideoextend.redis_journal.RedisJournal` is one (``run_batch`` also takes a
+  :class:`~aiovideoextend.queue.LineJournal` is one (``run_batch`` also takes a
   SQLite :class:`aiovideoextend.batch.Journal`); its entries are
   :class:`aiovideoextend.batch.JournalEntry`.
 * :data:`ExtendRequest`: either kind of request, for ``Session.submit`` and ``run_batch``.

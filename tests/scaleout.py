@@ -1,8 +1,9 @@
 """Processes for the scale-out tests and their benchmark: a throwaway redis-server, N workers.
 
-tests/test_redis_limiter.py and tests/test_redis_batch.py check what the workers did (counts,
-429s, charges, the most requests in any window); bench/scaleout.py runs the very same workers and
-measures how fast they did it. Nothing here asserts.
+tests/test_redis_limiter.py checks what the workers did (counts, 429s, charges, the most
+requests in any window); bench/scaleout.py runs the very same workers and measures how fast they
+did it; tests/test_queue.py and bench/taskqueue.py use the redis-server and the manifest. Nothing
+here asserts.
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ import shutil
 import socket
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -157,7 +156,7 @@ async def run_limiter_workers(
     return list(zip(workers, codes, strict=True))
 
 
-async def _kill_leftovers(workers: Sequence[LimiterWorker | CliWorker]) -> None:
+async def _kill_leftovers(workers: Sequence[LimiterWorker]) -> None:
     """Kill the worker processes still running (a test failed or timed out)."""
     for worker in workers:
         if worker.proc.returncode is None:
@@ -165,7 +164,7 @@ async def _kill_leftovers(workers: Sequence[LimiterWorker | CliWorker]) -> None:
             await worker.proc.wait()
 
 
-# --- `aiovideoextend batch --redis` processes -------------------------------------------------
+# --- manifests ---------------------------------------------------------------------------------
 
 
 def write_manifest(path: Path, count: int) -> Path:
@@ -176,70 +175,3 @@ def write_manifest(path: Path, count: int) -> Path:
     ]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return path
-
-
-class CliWorker:
-    """One ``aiovideoextend batch --redis`` process and its JSON lines."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, results: Path) -> None:
-        self.proc = proc
-        self.results = results
-        self.records: list[dict[str, Any]] = []
-        self.stderr = ""
-
-    @property
-    def worker_id(self) -> str | None:
-        return next((r["worker"] for r in self.records if "worker" in r), None)
-
-    def outcomes(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r.get("event") == "outcome"]
-
-    async def read(self, on_record: Callable[[CliWorker], Any] | None) -> int:
-        assert self.proc.stdout is not None
-        assert self.proc.stderr is not None
-        errors = asyncio.create_task(self.proc.stderr.read())
-        async for raw in self.proc.stdout:
-            self.records.append(json.loads(raw))
-            if on_record is not None:
-                await on_record(self)
-        self.stderr = (await errors).decode()
-        return await self.proc.wait()
-
-
-async def run_cli_workers(
-    emu: Emulator,
-    url: str,
-    workdir: Path,
-    count: int,
-    *,
-    scale: float,
-    lease: float,
-    processes: int = 4,
-    on_record: Callable[[CliWorker], Any] | None = None,
-) -> list[tuple[CliWorker, int]]:
-    """``processes`` copies of one ``batch --redis`` command over a manifest of ``count`` lines."""
-    manifest = write_manifest(workdir / "jobs.jsonl", count)
-    env = {
-        **os.environ,
-        "NANOGPT_BASE_URL": emu.base_url,
-        "NANOGPT_API_KEY": emu.api_key,
-        "PYTHONWARNINGS": "error",
-    }
-    prefix = f"cli-{uuid.uuid4().hex[:8]}"
-    workers = []
-    try:
-        for n in range(processes):
-            results = workdir / f"results-{n}.jsonl"
-            proc = await asyncio.create_subprocess_exec(
-                *(sys.executable, "-m", "aiovideoextend", "batch", str(manifest), "--json"),
-                *("--redis", url, "--redis-prefix", prefix, "--lease", str(lease)),
-                *("--time-scale", str(scale), "--results", str(results)),
-                env=env,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-            workers.append(CliWorker(proc, results))
-        codes = await asyncio.gather(*(worker.read(on_record) for worker in workers))
-    finally:
-        await _kill_leftovers(workers)
-    return list(zip(workers, codes, strict=True))

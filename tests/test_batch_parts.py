@@ -17,7 +17,6 @@ from aiovideoextend.batch._endings import Ending, job_failed, submit_failed
 from aiovideoextend.batch._entries import Entry
 from aiovideoextend.batch._records import journal_record, outcome_from_journal, result_record
 from aiovideoextend.batch._slots import Slots
-from aiovideoextend.batch._watch import claimed_elsewhere, held_elsewhere
 from aiovideoextend.exceptions import (
     AmbiguousSubmitError,
     APIConnectionError,
@@ -144,10 +143,10 @@ ENTRY_FIELDS = [
      {"run_id": "vid_1", "submitted_seq": 2, "precharge": 0.5, "submitted_at": 3.5}),
     ("a Redis hash: text, '' for none",
      {"position": "4", "intent_seq": "1", "intent_at": "1.0", "run_id": "", "submitted_seq": "",
-      "precharge": "", "submitted_at": "", "owner": "", "adopted": "0"},
-     {"run_id": None, "submitted_seq": None, "precharge": None, "owner": None, "adopted": False}),
-    ("a Redis hash of an adopted entry", {"owner": "w1", "adopted": "1", "owner_alive": True},
-     {"owner": "w1", "adopted": True, "owner_alive": True}),
+      "precharge": "", "submitted_at": "", "owner": ""},
+     {"run_id": None, "submitted_seq": None, "precharge": None, "owner": None}),
+    ("an entry with a live owner", {"owner": "w1", "owner_alive": True},
+     {"owner": "w1", "owner_alive": True}),
 ]  # fmt: skip
 
 
@@ -245,28 +244,6 @@ def test_how_an_entry_ends_when_its_job_raises(error, ending) -> None:
     """Failed and cancelled jobs are refunded and final; a job that may still run is left for
     a rerun to keep following."""
     assert job_failed(error) == ending
-
-
-ME = "w-me"
-OWNERS = [
-    # (id, record fields (None: no record), claimed elsewhere (not to submit), held elsewhere (watch on))
-    ("no record", None, False, False),
-    ("unclaimed intent", {"state": "intent", "owner": ""}, False, False),
-    ("mine", {"state": "intent", "owner": ME, "owner_alive": True}, False, False),
-    ("another live worker's", {"state": "intent", "owner": "w2", "owner_alive": True}, True, True),
-    ("another worker's, gone", {"state": "submitted", "owner": "w2"}, False, False),
-    ("finished by another worker", {"state": "finished", "owner": "w2"}, True, False),
-    ("finished by a live worker", {"state": "finished", "owner": "w2", "owner_alive": True}, True, False),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("fields", "claimed", "held"), [c[1:] for c in OWNERS], ids=[c[0] for c in OWNERS]
-)
-def test_whose_an_entry_of_a_shared_journal_is(fields, claimed, held) -> None:
-    record = None if fields is None else entry(None, **fields)
-    assert claimed_elsewhere(record, ME) is claimed
-    assert held_elsewhere(record, ME) is held
 
 
 def line(index: int) -> Entry:

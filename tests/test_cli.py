@@ -319,3 +319,23 @@ def test_parser_has_every_command():
         ["emulator", "--port", "0"],
     ):
         assert parser.parse_args(argv).handler
+
+
+async def test_batch_redis_is_gone_and_batch_id_goes_with_queue(emu, tmp_path):
+    """`batch --redis` (replaced by the task queue) says what replaced it, and --batch-id
+    without --queue is refused: exit 2, nothing submitted."""
+    manifest(tmp_path / "jobs.jsonl", emu.midjourney_run_ids(KEY), 1)
+    for extra in (["--redis", "redis://127.0.0.1:1/0"], ["--batch-id", "x"]):
+        done = await run(emu, "batch", "jobs.jsonl", *extra, cwd=tmp_path)
+        assert done.proc.returncode == 2, done.stderr
+        assert "--queue" in done.stderr
+    assert emu.ledger == []
+
+
+def test_resume_command_hides_a_redis_password():
+    from aiovideoextend.cli._context import hide_password as _hide_password
+
+    assert _hide_password("redis://:s3cret@h:6379/0") == "redis://:***@h:6379/0"
+    assert _hide_password("redis://u:s3cret@h/0") == "redis://u:***@h/0"
+    assert _hide_password("redis://h:6379/0") == "redis://h:6379/0"
+    assert _hide_password("jobs.jsonl") == "jobs.jsonl"

@@ -1,6 +1,6 @@
-"""What the Redis limiter and journal share, as pure functions: argument checks, microseconds,
-and the Lua scripts that ship with the package (no Redis needed here; the scripts run against a
-real ``redis-server`` in tests/test_redis_limiter.py and tests/test_redis_batch.py)."""
+"""The Redis limiter's plumbing, as pure functions: argument checks, microseconds, and the Lua
+scripts that ship with the package (no Redis needed here; the scripts run against a real
+``redis-server`` in tests/test_redis_limiter.py)."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def test_micros(seconds: float, expected: int) -> None:
 def scripts_named_in(module: str) -> set[str]:
     """The ``lua/<name>.lua`` parts a backend composes its scripts from."""
     source = (PACKAGE / f"{module}.py").read_text()
-    names = set(re.findall(r'"(now|(?:limiter|journal)_\w+)"', source))
+    names = set(re.findall(r'"(now|limiter_\w+)"', source))
     assert names, f"no scripts found in {module}.py"
     return names
 
@@ -79,11 +79,10 @@ def test_every_script_part_ships_with_the_package() -> None:
         for entry in importlib.resources.files("aiovideoextend._redis").joinpath("lua").iterdir()
         if entry.name.endswith(".lua")
     }
-    used = scripts_named_in("limiter") | scripts_named_in("journal")
-    assert used == shipped
+    assert scripts_named_in("limiter") == shipped
 
 
-@pytest.mark.parametrize("name", ["now", "limiter_prologue", "journal_alive", "journal_read"])
+@pytest.mark.parametrize("name", ["now", "limiter_prologue", "limiter_acquire"])
 def test_script_parts_are_lua_with_a_header(name: str) -> None:
     """Each part starts with a comment saying what it takes and returns."""
     text = client._lua(name)

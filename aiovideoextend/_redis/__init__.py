@@ -1,6 +1,5 @@
-"""The Redis backends (``[redis]`` extra): the shared rate limiter and the shared batch journal.
+"""The Redis backend (``[redis]`` extra): the shared rate limiter.
 
-``client`` holds what both use (the client, checks, the Lua scripts of ``lua/``, error mapping,
-lease renewal); ``limiter`` and ``journal`` are the backends, published as
-:mod:`aiovideoextend.redis_limiter` and :mod:`aiovideoextend.redis_journal`.
+``client`` holds the plumbing (the client, checks, the Lua scripts of ``lua/``, error mapping,
+lease renewal); ``limiter`` is the backend, published as :mod:`aiovideoextend.redis_limiter`.
 """

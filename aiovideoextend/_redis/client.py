@@ -1,5 +1,5 @@
-"""What the Redis limiter and the Redis journal share: the client, argument checks, the Lua
-scripts, the mapping of Redis failures to our errors, the lease renewal and the shutdown."""
+"""The Redis limiter's plumbing: the client, argument checks, the Lua scripts, the mapping of
+Redis failures to our errors, the lease renewal and the shutdown."""
 
 from __future__ import annotations
 

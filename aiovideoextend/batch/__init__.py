@@ -9,15 +9,14 @@ again with the same requests and finished requests come back from the journal, s
 are attached to again, and an intent whose answer was lost is reconciled through
 ``generate-video/recover``, never blindly resubmitted. See ``docs/batch.md``.
 
-A shared journal (:class:`~aiovideoextend.redis_journal.RedisJournal`, any
-:class:`JournalStore` with ``shared`` true) lets several workers run one batch: each entry is
-claimed by the worker that records its intent, the others watch it, and an entry whose worker's
-lease lapsed is adopted by one of them (see ``docs/scale-out.md``).
+One batch on many workers runs on a task queue (:mod:`aiovideoextend.queue`): each line's task
+runs it here, as a one-line batch against the line's entry of a journal in Redis (see
+``docs/scale-out.md``).
 
 The package: ``_runner`` (lanes, submits, the in-flight bound, following jobs), ``_guard`` (the
-spend guard), ``_recovery`` (lost intents, through ``_attribution``), ``_watch`` (entries other
-workers hold), ``_records`` (outcome records, written and read one way), ``_report`` (outcomes
-and updates to the caller), ``_entries`` (one entry per request).
+spend guard), ``_recovery`` (lost intents, through ``_attribution``), ``_records`` (outcome
+records, written and read one way), ``_report`` (outcomes and updates to the caller),
+``_entries`` (one entry per request).
 """
 
 from __future__ import annotations
@@ -77,14 +76,13 @@ async def run_batch(
 
     ``requests``: request objects, :class:`BatchItem`/:class:`ManifestLine` (with a line number
     or an error) or dicts of manifest fields. ``journal``: a path or an open :class:`Journal`
-    that makes the batch resumable, or a shared :class:`JournalStore` (such as
-    :class:`~aiovideoextend.redis_journal.RedisJournal`) that splits it across workers: each
-    worker still yields one outcome per request, ``resumed`` for those another one ran.
-    ``max_in_flight`` bounds the jobs submitted and not yet
-    finished; ``max_cost`` stops submitting once the precharges would pass it (failed jobs are
-    refunded and do not count; with a journal, the precharges of its earlier runs count too, so
-    a rerun does not start a fresh budget); ``min_balance`` stops before the account balance the
-    server reports would drop below it. ``download``: a directory to stream completed videos into.
+    that makes the batch resumable, or any other :class:`JournalStore` (such as a queue's
+    :class:`~aiovideoextend.queue.LineJournal`). ``max_in_flight`` bounds the jobs submitted
+    and not yet finished; ``max_cost`` stops submitting once the precharges would pass it (failed
+    jobs are refunded and do not count; with a journal, the precharges of its earlier runs count
+    too, so a rerun does not start a fresh budget); ``min_balance`` stops before the account
+    balance the server reports would drop below it. ``download``: a directory to stream completed
+    videos into.
 
     Cancel the iterating task to stop at once: the journal stays consistent, and running the
     same batch again resumes it. What every request would meet alike stops the batch and is

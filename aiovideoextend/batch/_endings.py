@@ -41,7 +41,8 @@ class Stopped(Exception):  # noqa: N818  (a signal, not an error)
 
 
 class HeldElsewhere(Exception):  # noqa: N818  (a signal, not an error)
-    """Another worker of a shared journal claimed the entry first: nothing was sent."""
+    """Another writer of the journal (a queue's task delivered twice) recorded the entry's
+    intent or run first: nothing was sent."""
 
 
 @attrs.frozen
@@ -51,7 +52,7 @@ class Ending:
     status: str
     error: str
     #: ``finish``: the outcome is final, journal it; ``forget``: nothing was created, drop the
-    #: intent; ``release``: keep the intent or run for a rerun, or another worker, to pick up
+    #: intent; ``release``: keep the intent or run for a rerun (or the queue's next try)
     journal: Literal["finish", "forget", "release"]
     #: the job's precharge no longer counts against max_cost
     refund: bool = False

@@ -1,8 +1,8 @@
 """The batch's entries: one per request given to ``run_batch``, named the same way on every run.
 
 An entry's id is its request's key and the copy number (``KEY:0``, ``KEY:1``... for identical
-requests), so that a rerun, another worker of a shared batch and ``aiovideoextend resolve`` find
-it in the journal. Its submits' ``conversationUUID`` tag is derived from that id too.
+requests), so that a rerun, a queue's next try and ``aiovideoextend resolve`` find it in the
+journal. Its submits' ``conversationUUID`` tag is derived from that id too.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 An outcome is turned into a dict by one rule (:meth:`BatchOutcome.to_dict`, the package's cattrs
 converter): the results file and the JSON progress stream write :func:`result_record` of it, the
 journal keeps :func:`journal_record` of it (a subset), and :func:`outcome_from_journal` reads it
-back for a rerun, another worker of a shared batch, or ``aiovideoextend resolve``.
+back for a rerun, a queue's next try, or ``aiovideoextend resolve``.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class BatchOutcome:
     precharge: float | None = None
     #: where the video was downloaded to
     path: str | None = None
-    #: the outcome came from the journal (an earlier run, or another worker of a shared batch)
+    #: the outcome came from the journal (an earlier run, or a queue's earlier try)
     resumed: bool = False
     #: for ``ambiguous``: the runs that might be this request's, each followed to its end
     candidates: tuple[Candidate, ...] = ()

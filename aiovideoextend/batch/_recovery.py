@@ -58,15 +58,12 @@ class CannotCheck(Exception):  # noqa: N818  (a verdict, not a failure of ours)
 def open_live(
     records: Iterable[JournalEntry], model: str, exclude: Collection[str]
 ) -> dict[str, int]:
-    """Intents of ``model`` whose live worker is still waiting for the answer, with their seq."""
+    """Intents of ``model`` whose answer may still come (their writer is waiting for it), with
+    their seq."""
     return {
         r.entry_id: r.intent_seq
         for r in records
-        if r.state == "intent"
-        and r.model == model
-        and r.entry_id not in exclude
-        and r.owner_alive
-        and not r.adopted
+        if r.state == "intent" and r.model == model and r.entry_id not in exclude and r.owner_alive
     }
 
 

@@ -3,8 +3,7 @@
 Each entry is planned from the journal (finished: reported; submitted: followed; a lost intent:
 reconciled by :mod:`._recovery`; new: queued in its model's lane), then each lane submits in
 order as the rate limit, the in-flight bound (a semaphore) and the spend guard
-(:mod:`._guard`) allow. Entries another worker of a shared journal holds are watched
-(:mod:`._watch`); outcomes and updates go out through :mod:`._report`.
+(:mod:`._guard`) allow; outcomes and updates go out through :mod:`._report`.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ from ._records import BatchOutcome, BatchUpdate, journal_record, outcome_from_jo
 from ._recovery import Candidates, CannotCheck, reconcile, save_video, snapshot
 from ._report import Reports
 from ._slots import Slots
-from ._watch import LOOK_AHEAD, LookAhead, Watcher, start_at
 
 if TYPE_CHECKING:
     from aiovideoextend._job import Job
@@ -64,17 +62,12 @@ class Runner:
         self.reports = Reports(on_update)
         self.tasks: set[asyncio.Task[None]] = set()
         self.slots = Slots(max_in_flight)
-        #: shared journals: each route's submits queued at once (so that a look is fresh)
-        self.queued: dict[str, asyncio.Semaphore] = collections.defaultdict(
-            lambda: asyncio.Semaphore(LOOK_AHEAD)
-        )
         self.lanes: dict[str, collections.deque[Entry]] = collections.defaultdict(collections.deque)
         self.lane_tasks: dict[str, asyncio.Task[None]] = {}
         self.snapshotted: set[str] = set()
         self.started = False
         self.unresolved: Unresolved = collections.defaultdict(list)
         self.candidates = Candidates(session, download)
-        self.watcher = None if journal is None else Watcher(journal, self._spawn, self._settle)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -119,13 +112,6 @@ class Runner:
         if ending.stop:
             self.guard.stop(ending.error)
         self._end(entry, ending.status, error=ending.error, **fields)
-        if ending.journal == "release":
-            await self._release(entry)
-
-    async def _release(self, entry: Entry) -> None:
-        """An unfinished entry this worker gives up on: another worker may adopt it now."""
-        if self.journal is not None:
-            await self.journal.release(entry.entry_id)
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -161,30 +147,17 @@ class Runner:
             if record is None:
                 self._queue(entry)
             else:
-                await self._take_over(entry, record, self.unresolved)
+                await self._take_over(entry, record)
 
-    def _queue(self, entry: Entry) -> str:
-        """Queue the entry in its model's lane; return the model."""
+    def _queue(self, entry: Entry) -> None:
+        """Queue the entry in its model's lane."""
         assert entry.request is not None  # noqa: S101  (invalid entries never queue)
         self.lanes[entry.request.model].append(entry)
         self.reports.update(entry, "queued")
-        return entry.request.model
 
-    async def _take_over(self, entry: Entry, record: JournalEntry, unresolved: Unresolved) -> None:
+    async def _take_over(self, entry: Entry, record: JournalEntry) -> None:
         """An entry the journal knows: report it, follow its run, or queue its lost intent."""
-        journal = self.journal
-        assert journal is not None  # noqa: S101
         assert entry.request is not None  # noqa: S101
-        if journal.shared and record.state != "finished":
-            if record.owner_alive and record.owner != journal.worker_id:
-                self._watch(entry)
-                return
-            # Its worker is gone (or let it go): take it over, unless another survivor did.
-            adopted = await journal.adopt(entry.entry_id)
-            if adopted is None:
-                self._watch(entry)
-                return
-            record = adopted
         if record.state == "finished":
             outcome = outcome_from_journal(record, index=entry.index, line=entry.line)
             if outcome.status == "completed" and self.download is not None:
@@ -194,37 +167,14 @@ class Runner:
         elif record.state == "submitted" and record.run_id is not None:
             await self._attach(entry, record.run_id, record.precharge)
         else:
-            unresolved[entry.request.model].append((entry, record))
-
-    def _watch(self, entry: Entry) -> None:
-        """Another live worker holds the entry: report it when it ends, adopt it if that worker
-        goes away."""
-        assert self.watcher is not None  # noqa: S101  (only journal entries are held)
-        self.reports.update(entry, "elsewhere")
-        self.watcher.watch(entry)
-
-    async def _settle(self, released: list[tuple[Entry, JournalEntry | None]]) -> None:
-        """Watched entries their holder finished, let go or left behind."""
-        unresolved: Unresolved = collections.defaultdict(list)
-        for entry, record in released:
-            if record is None:
-                # Its worker forgot the intent (the server refused it): unclaimed again.
-                self._start_lane(self._queue(entry))
-            else:
-                await self._take_over(entry, record, unresolved)
-        for model, lost in unresolved.items():
-            self._spawn(self._reconcile(model, lost))
+            self.unresolved[entry.request.model].append((entry, record))
 
     async def _drive(self) -> None:
         await asyncio.gather(*(self._reconcile(m, lost) for m, lost in self.unresolved.items()))
         self.unresolved.clear()
         self.started = True
-        journal = self.journal
         for model, lane in list(self.lanes.items()):
-            ordered = collections.deque(sorted(lane, key=lambda e: e.index))
-            if journal is not None and journal.shared and journal.worker_id:
-                start_at(ordered, journal.worker_id, model)
-            self.lanes[model] = ordered
+            self.lanes[model] = collections.deque(sorted(lane, key=lambda e: e.index))
             self._start_lane(model)
 
     def _start_lane(self, model: str) -> None:
@@ -242,7 +192,6 @@ class Runner:
         except CannotCheck as exc:
             for entry, _record in lost:
                 self._end(entry, "unfinished", error=str(exc))
-                await self._release(entry)
             # Submitting more of this model could create runs a later check would mistake.
             lane = self.lanes.get(model, collections.deque())
             while lane:
@@ -276,21 +225,10 @@ class Runner:
         before its submit leaves). With a spend guard they go one at a time."""
         lane = self.lanes[model]
         journal = self.journal
-        look = LookAhead(journal) if journal is not None and journal.shared else None
         while lane:
             entry = lane.popleft()
             assert entry.request is not None  # noqa: S101  (invalid entries never queue)
             route = entry.request.route
-            queued = None
-            if look is not None:
-                # Few submits queue at a time, so that the look below is fresh when their slots
-                # come (all of them queued at once would race the other workers for each).
-                queued = self.queued[route]
-                await queued.acquire()
-                if await look.claimed(entry, lane):
-                    queued.release()
-                    self._watch(entry)
-                    continue
             await self.slots.acquire(entry)
             if journal is not None and model not in self.snapshotted:
                 self.snapshotted.add(model)
@@ -298,17 +236,15 @@ class Runner:
             async with self.guard.turn():
                 reason = self.guard.check(model)
                 if reason is not None:
-                    if queued is not None:
-                        queued.release()
                     self._end(entry, "skipped", error=f"not submitted: {reason}")
                     continue
                 self.reports.submitting[route].add(entry)  # until _submit ends
                 if self.guard.active:
-                    await self._submit(entry, queued)
+                    await self._submit(entry)
                 else:
-                    self._spawn(self._submit(entry, queued))
+                    self._spawn(self._submit(entry))
 
-    async def _submit(self, entry: Entry, queued: asyncio.Semaphore | None) -> None:
+    async def _submit(self, entry: Entry) -> None:
         request = entry.request
         assert request is not None  # noqa: S101
         journal = self.journal
@@ -318,8 +254,8 @@ class Runner:
         sent = False
 
         async def before_send() -> None:
-            # Right before the submit leaves (the rate limiter has let it go): an intent is a
-            # claim, and its time and sequence bound when its run can have been created.
+            # Right before the submit leaves (the rate limiter has let it go): the intent's time
+            # and sequence bound when its run can have been created.
             nonlocal sent
             if guard.stopped is not None:
                 # The batch stopped (a 402, a spend guard) while this one waited for its slot.
@@ -364,9 +300,9 @@ class Runner:
             self._end(entry, "skipped", error=f"not submitted: {guard.stopped}")
             return
         except HeldElsewhere:
-            # Another worker of a shared journal holds it (or finished it already).
-            self.slots.release(entry)
-            self._watch(entry)
+            # Another writer (a queue's task delivered twice) recorded it first: its next try
+            # finds that intent or run in the journal.
+            self._end(entry, "unfinished", error="not submitted: another writer has its intent")
             return
         except LeftToJournal:
             assert journal is not None  # noqa: S101  (only a journal's submits are left to it)
@@ -389,8 +325,6 @@ class Runner:
             return
         finally:
             self.reports.submitting[request.route].discard(entry)
-            if queued is not None:
-                queued.release()
         try:
             precharge = await self._record(entry, job)
         except asyncio.CancelledError:

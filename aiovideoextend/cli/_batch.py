@@ -1,19 +1,17 @@
 """The ``batch`` command: a manifest under a progress display, with a journal and a results
-file beside it (or a journal in Redis, shared by N workers)."""
+file beside it (or, with ``--queue``, run by ``worker`` processes: see ``_queue``)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
 
-from aiovideoextend._journal import Journal, JournalEntry
+from aiovideoextend._journal import Journal
 from aiovideoextend._manifest import ManifestLine, parse_manifest
 from aiovideoextend.exceptions import JournalError, ManifestError
 
@@ -24,7 +22,6 @@ from ._context import (
     EXIT_USAGE,
     Context,
     UsageError,
-    api_key,
     default_beside,
     open_session,
     output_path,
@@ -35,7 +32,6 @@ from ._results import ResultsFile
 from ._tally import Tally
 
 if TYPE_CHECKING:
-    from aiovideoextend._journal_api import JournalStore
     from aiovideoextend._results import BatchOutcome
     from aiovideoextend._session import Session
 
@@ -71,7 +67,7 @@ async def run_with_display(
     lines: list[ManifestLine],
     *,
     display: Display,
-    journal: Journal | JournalStore,
+    journal: Journal,
     results: ResultsFile | None,
     context: Context,
 ) -> tuple[int, bool]:
@@ -107,7 +103,7 @@ async def run_with_display(
     tally = display.tally
     tally.interrupted = interrupted
     try:
-        left = await _account(journal, lines, outcomes, results, display)
+        left = _account(journal, lines, outcomes, results, display)
     except Exception as exc:  # the summary matters more than its extra figures
         display.message(f"could not read the journal for the summary: {exc}")
     else:
@@ -115,12 +111,6 @@ async def run_with_display(
         tally.unanswered, tally.not_started = left.unanswered, left.not_started
     display.summary()
     return exit_code(outcomes, len(lines), interrupted=interrupted), interrupted
-
-
-async def _journal_entries(journal: Journal | JournalStore) -> dict[str, JournalEntry]:
-    if isinstance(journal, Journal):
-        return journal.entries()
-    return await journal.entries()
 
 
 def _entry_ids(lines: list[ManifestLine]) -> list[str]:
@@ -131,27 +121,24 @@ def _entry_ids(lines: list[ManifestLine]) -> list[str]:
     return [entry.entry_id for entry in _items(lines)]
 
 
-async def _check_journal(
-    journal: Journal | JournalStore, lines: list[ManifestLine], args: argparse.Namespace
-) -> None:
+def _check_journal(journal: Journal, lines: list[ManifestLine], args: argparse.Namespace) -> None:
     """Refuse a journal that shares no request with the manifest (another batch's): its
     precharges would count toward --max-cost and its runs would be reported for no line."""
     if args.reuse_journal:
         return
-    entries = await _journal_entries(journal)
+    entries = journal.entries()
     keys = {line.request.key for line in lines if line.request is not None}
     if not entries or not keys or any(e.request_key in keys for e in entries.values()):
         return
-    where = f"journal {journal.path}" if isinstance(journal, Journal) else "the shared journal"
     raise UsageError(
-        f"{where} records {len(entries)} requests and none of them is in {args.manifest} "
-        "(another batch's journal?); give this batch its own --journal, or pass "
-        "--reuse-journal to use it anyway (its precharges count toward --max-cost)"
+        f"journal {journal.path} records {len(entries)} requests and none of them is in "
+        f"{args.manifest} (another batch's journal?); give this batch its own --journal, or "
+        "pass --reuse-journal to use it anyway (its precharges count toward --max-cost)"
     )
 
 
-async def _account(
-    journal: Journal | JournalStore,
+def _account(
+    journal: Journal,
     lines: list[ManifestLine],
     outcomes: list[BatchOutcome],
     results: ResultsFile | None,
@@ -159,7 +146,7 @@ async def _account(
 ) -> Leftovers:
     """From the journal, after a run: what is left for the summary (returned), and the paid
     runs of requests no longer in the manifest (into the results)."""
-    entries = await _journal_entries(journal)
+    entries = journal.entries()
     ids = {entry_id: line.line for entry_id, line in zip(_entry_ids(lines), lines, strict=True)}
     ids.pop("", None)
     running = unanswered = 0
@@ -232,13 +219,15 @@ async def cmd_batch(args: argparse.Namespace, context: Context) -> int:
     results_path = Path(args.results or default_beside(manifest, ".results.jsonl"))
     output_path(results_path, "--results")
     display = make_display(Tally(total=len(lines)), json_output=settings.json)
-    queued = getattr(args, "queue", None) is not None
-    if queued or args.redis is not None:
-        if queued:
-            from ._queue import batch_on_queue as shared  # noqa: PLC0415
-        else:
-            shared = _batch_on_redis
-        code, interrupted = await shared(
+    if args.redis is not None:
+        raise UsageError(
+            "batch --redis was removed: run `aiovideoextend worker --queue URL` on every host "
+            "and `aiovideoextend batch MANIFEST --queue URL` once (see docs/scale-out.md)"
+        )
+    if getattr(args, "queue", None) is not None:
+        from ._queue import batch_on_queue  # noqa: PLC0415
+
+        code, interrupted = await batch_on_queue(
             args,
             context,
             manifest=manifest,
@@ -248,7 +237,7 @@ async def cmd_batch(args: argparse.Namespace, context: Context) -> int:
         )
     else:
         if args.batch_id is not None:
-            raise UsageError("--batch-id goes with --redis")
+            raise UsageError("--batch-id goes with --queue")
         session = open_session(settings)
         journal_path = output_path(
             Path(args.journal or default_beside(manifest, ".journal")), "--journal"
@@ -259,7 +248,7 @@ async def cmd_batch(args: argparse.Namespace, context: Context) -> int:
             raise UsageError(str(exc)) from None
         expected = [(ln.line, ln.request.key if ln.request else None) for ln in lines]
         with journal:
-            await _check_journal(journal, lines, args)
+            _check_journal(journal, lines, args)
             with ResultsFile(results_path, expected) as results:
                 async with session:
                     code, interrupted = await run_with_display(
@@ -278,51 +267,3 @@ async def cmd_batch(args: argparse.Namespace, context: Context) -> int:
     else:
         display.message(f"results: {results_path}", results=str(results_path))
     return code
-
-
-async def _batch_on_redis(
-    args: argparse.Namespace,
-    context: Context,
-    *,
-    manifest: Path,
-    lines: list[ManifestLine],
-    display: Display,
-    results_path: Path,
-) -> tuple[int, bool]:
-    """One worker of a batch shared through Redis: one rate budget, one journal, N workers."""
-    if args.journal is not None:
-        raise UsageError("--journal and --redis exclude each other: the journal is in Redis")
-    try:
-        from aiovideoextend._config import Limits  # noqa: PLC0415
-        from aiovideoextend.redis_journal import RedisJournal  # noqa: PLC0415
-        from aiovideoextend.redis_limiter import RedisRateLimiter, key_prefix  # noqa: PLC0415
-    except ImportError:
-        raise UsageError("--redis needs redis-py: pip install 'aiovideoextend[redis]'") from None
-    content = await asyncio.to_thread(manifest.read_bytes)
-    batch_id = args.batch_id or hashlib.sha256(content).hexdigest()[:32]
-    try:
-        limiter = RedisRateLimiter(
-            args.redis,
-            Limits().scaled(context.settings.time_scale),
-            # Workers with the same key share one budget; the key itself never goes to Redis.
-            prefix=key_prefix(api_key(context.settings), args.redis_prefix),
-            lease=args.lease,
-        )
-        journal = RedisJournal(args.redis, batch_id, prefix=args.redis_prefix, lease=args.lease)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    display.message(
-        f"shared batch {batch_id} as worker {journal.worker_id}",
-        batch_id=batch_id,
-        worker=journal.worker_id,
-    )
-    async with contextlib.AsyncExitStack() as stack:
-        await stack.enter_async_context(limiter)
-        await stack.enter_async_context(journal)
-        await _check_journal(journal, lines, args)
-        expected = [(ln.line, ln.request.key if ln.request else None) for ln in lines]
-        results = stack.enter_context(ResultsFile(results_path, expected))
-        session = await stack.enter_async_context(open_session(context.settings, limiter=limiter))
-        return await run_with_display(
-            session, lines, display=display, journal=journal, results=results, context=context
-        )

@@ -153,23 +153,17 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
         "its precharges count toward --max-cost",
     )
     shared = batch.add_argument_group(
-        "scale-out", "run N copies of the same command (on N hosts) to split the batch"
+        "scale-out", "enqueue the lines for `aiovideoextend worker --queue URL` on N hosts"
+    )
+    shared.add_argument("--redis", metavar="URL", help=argparse.SUPPRESS)  # removed: a hint
+    shared.add_argument(
+        "--batch-id", metavar="ID", help="with --queue: the batch's name (default: manifest hash)"
     )
     shared.add_argument(
-        "--redis", metavar="URL", help="share the rate budget and the journal in this Redis"
-    )
-    shared.add_argument(
-        "--batch-id", metavar="ID", help="the shared batch's name (default: manifest hash)"
-    )
-    shared.add_argument(
-        "--redis-prefix", default="aiovideoextend", metavar="PREFIX", help="key prefix"
-    )
-    shared.add_argument(
-        "--lease",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="a dead worker's jobs pass to the others this long after it stops (default: 30)",
+        "--redis-prefix",
+        default="aiovideoextend",
+        metavar="PREFIX",
+        help="with --queue: the Redis key prefix (the workers' --redis-prefix)",
     )
     add_queue_options(shared, worker=False)
     _batch_options(batch)

@@ -112,7 +112,7 @@ async def batch_on_queue(
     """Enqueue the manifest, show the workers' progress, write one result per line."""
     from ._batch import exit_code  # noqa: PLC0415
 
-    for option in ("journal", "max_cost", "min_balance", "max_in_flight", "download", "redis"):
+    for option in ("journal", "max_cost", "min_balance", "max_in_flight", "download"):
         if getattr(args, option, None) is not None:
             flag = "--" + option.replace("_", "-")
             raise UsageError(f"{flag} does not go with --queue (the workers' options decide)")

@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from typing import Any
 
+from redis.asyncio import Redis
+
 import aiovideoextend as ave
 from aiovideoextend.batch import BatchUpdate, JournalEntry, run_batch
-from aiovideoextend.redis_journal import RedisJournal
+from aiovideoextend.queue import QueueJournal
 from aiovideoextend.redis_limiter import RedisRateLimiter
 from aiovideoextend.typing import (
     BatchUpdateHook,
@@ -69,8 +71,6 @@ class HalfAWindow:
 class MemoryJournal:
     """A single-writer journal in a dict (lost with the process: for tests)."""
 
-    shared = False
-    worker_id: str | None = None
     poll_interval = 1.0
 
     def __init__(self) -> None:
@@ -106,12 +106,6 @@ class MemoryJournal:
     async def forget_intent(self, entry_id: str) -> None:
         self.rows.pop(entry_id, None)
 
-    async def release(self, entry_id: str) -> None:
-        pass
-
-    async def adopt(self, entry_id: str) -> JournalEntry | None:
-        return None
-
     async def record_known_runs(
         self, model: str, run_ids: Iterable[str], *, complete: bool
     ) -> None:
@@ -140,7 +134,7 @@ async def main(redis_url: str) -> None:
     hook: EventHook = on_event
     updates: BatchUpdateHook = on_update
     store: JournalStore = MemoryJournal()
-    shared: JournalStore = RedisJournal(redis_url, "batch-1")
+    queued: JournalStore = QueueJournal(Redis.from_url(redis_url), "batch-1").line(1, "key")
     in_redis: Limiter = RedisRateLimiter(redis_url)
     in_process: Limiter = ave.RateLimiter(ave.Limits())
     requests: list[ExtendRequest] = [
@@ -149,6 +143,6 @@ async def main(redis_url: str) -> None:
     ]
     async with ave.Session("sk-test", limiter=limiter, on_event=hook) as session:
         job = await session.submit(requests[0])
-        print(job.run_id, not_a_window, shared, in_redis, in_process)
+        print(job.run_id, not_a_window, queued, in_redis, in_process)
         async for outcome in run_batch(session, requests, journal=store, on_update=updates):
             print(outcome.status)
