@@ -236,11 +236,9 @@ class LineJournal:
     line's entry under the line's own id, every other line's entry as it is (they are the rivals
     and claims the reconciler weighs). Each execution of a task gets its own owner token."""
 
-    shared = False
     #: other workers submit lines of this batch at the same time: a lost answer is settled by
     #: the journal's reconciliation, which sees their intents, never by one worker's session
     concurrent = True
-    worker_id = None
     poll_interval = 0.05
 
     def __init__(self, store: QueueJournal, line: int, request_key: str | None) -> None:
@@ -303,9 +301,3 @@ class LineJournal:
     async def forget_intent(self, entry_id: str) -> None:
         keys = [self.store.key("ids"), self._entry_key(entry_id)]
         await self.store._run("forget", keys, [self.me, self._g(entry_id)])
-
-    async def release(self, entry_id: str) -> None:
-        """Nothing to release: the queue, not a lease, decides who runs the line next."""
-
-    async def adopt(self, entry_id: str) -> JournalEntry | None:
-        return (await self.entries([entry_id])).get(entry_id)
