@@ -284,7 +284,30 @@ def make_broker(config: QueueConfig) -> AsyncBroker:
 async def run_worker(config: QueueConfig, stop: asyncio.Event) -> None:
     """Run tasks until ``stop`` is set, then finish the running ones (each is bounded) and
     leave the prefetched ones unacknowledged, for another worker. Redis going away (a restart)
-    pauses the worker; it goes on when Redis is back."""
+    pauses the worker; it goes on when Redis is back. A worker whose tasks are not done a
+    follow slice plus a redelivery timeout after the stop cancels them: unacknowledged, they
+    go to another worker, and running a step again is safe."""
+    serving = asyncio.ensure_future(_serve(config, stop))
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not serving.done():
+            grace = config.scaled(config.follow_slice + config.redeliver_after)
+            done, _ = await asyncio.wait({serving}, timeout=grace)
+            if not done:
+                log.warning(
+                    "queue worker: tasks still running %.1f s after the stop; handing them back",
+                    grace,
+                )
+                serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+    finally:
+        stopping.cancel()
+        serving.cancel()
+
+
+async def _serve(config: QueueConfig, stop: asyncio.Event) -> None:
     broker = make_broker(config)
     broker.is_worker_process = True
     await broker.startup()
