@@ -17,6 +17,7 @@ import itertools
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
+from ._api import Memo
 from ._backoff import Backoff
 from ._config import PollPolicy, Retries
 from ._http import Transport
@@ -50,14 +51,19 @@ class Fetch(Protocol):
     """One status call of a run: the update and whether its status spelling is known."""
 
     def __call__(
-        self, run_id: str, *, overall_held: bool = ..., attempts: int | None = ...
+        self,
+        run_id: str,
+        *,
+        overall_held: bool = ...,
+        attempts: int | None = ...,
+        memo: Memo[tuple[StatusUpdate, bool]] | None = ...,
     ) -> Awaitable[tuple[StatusUpdate, bool]]: ...
 
 
 class _Track(JobPlan):
     """The scheduler's record of one job: its plan, and where it stands in the heap."""
 
-    __slots__ = ("due", "scheduled")
+    __slots__ = ("due", "memo", "scheduled")
 
     def __init__(self, now: float, born: float | None, eta: float | None, first: float) -> None:
         super().__init__(now, born, eta, first)
@@ -65,6 +71,8 @@ class _Track(JobPlan):
         self.scheduled = False
         #: the loop time it is due in the heap (older heap entries are stale)
         self.due = 0.0
+        #: the job's last status body and its update (from its first poll on)
+        self.memo: Memo[tuple[StatusUpdate, bool]] | None = None
 
 
 class PollScheduler:
@@ -278,7 +286,10 @@ class PollScheduler:
         # Spacing counts from when the poll left, as the server sees it, not from the answer.
         sent = loop.time()
         try:
-            update, known = await self._fetch(job.run_id, overall_held=True, attempts=1)
+            memo = track.memo
+            if memo is None:
+                memo = track.memo = Memo()
+            update, known = await self._fetch(job.run_id, overall_held=True, attempts=1, memo=memo)
         except _PERMANENT as exc:
             track.scheduled = False
             job._fail(exc)
