@@ -67,7 +67,10 @@ _MAX_LOGGED: Final = 256
 
 def status_from_wire(raw: str) -> JobStatus | None:
     """The normalised status, or None for a spelling we do not know (the job keeps running)."""
-    status = _STATUS.get(raw.strip().upper().replace("-", "_").replace(" ", "_"))
+    # Most servers send one of the usual spellings as they are: one lookup (every poll).
+    status = _STATUS.get(raw)
+    if status is None:
+        status = _STATUS.get(raw.strip().upper().replace("-", "_").replace(" ", "_"))
     if status is None and raw not in _unknown_logged and len(_unknown_logged) < _MAX_LOGGED:
         # Logged once per spelling: with thousands of jobs one line is enough.
         _unknown_logged.add(raw)
@@ -121,10 +124,11 @@ def parse_status(body: Any, run_id: str) -> tuple[StatusUpdate, bool]:
     data = body.get("data")
     if type(data) is not dict and not isinstance(data, Mapping):
         data = _EMPTY
-    raw = next(
-        (s for s in (data.get("status"), body.get("status")) if isinstance(s, str) and s.strip()),
-        None,
-    )
+    raw = data.get("status")
+    if not (isinstance(raw, str) and raw.strip()):
+        raw = body.get("status")
+        if not (isinstance(raw, str) and raw.strip()):
+            raw = None
     if raw is None:
         raise ResponseDecodeError(f"status body for {run_id} has no status")
     status = status_from_wire(raw)

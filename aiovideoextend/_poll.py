@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import functools
 import heapq
 import itertools
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
+from ._api import Memo
 from ._backoff import Backoff
 from ._config import PollPolicy, Retries
 from ._http import Transport
@@ -43,20 +43,27 @@ __all__ = ["PollScheduler"]
 
 # Errors that polling again cannot fix: the awaiters get them at once.
 _PERMANENT = (AuthenticationError, PermissionDeniedError, NotFoundError, EndpointNotFoundError)
+#: parked poll workers kept beyond this many end (as many as polls in flight are kept at most)
+_MAX_IDLE = 64
 
 
 class Fetch(Protocol):
     """One status call of a run: the update and whether its status spelling is known."""
 
     def __call__(
-        self, run_id: str, *, overall_held: bool = ..., attempts: int | None = ...
+        self,
+        run_id: str,
+        *,
+        overall_held: bool = ...,
+        attempts: int | None = ...,
+        memo: Memo[tuple[StatusUpdate, bool]] | None = ...,
     ) -> Awaitable[tuple[StatusUpdate, bool]]: ...
 
 
 class _Track(JobPlan):
     """The scheduler's record of one job: its plan, and where it stands in the heap."""
 
-    __slots__ = ("due", "scheduled")
+    __slots__ = ("due", "memo", "scheduled")
 
     def __init__(self, now: float, born: float | None, eta: float | None, first: float) -> None:
         super().__init__(now, born, eta, first)
@@ -64,6 +71,8 @@ class _Track(JobPlan):
         self.scheduled = False
         #: the loop time it is due in the heap (older heap entries are stale)
         self.due = 0.0
+        #: the job's last status body and its update (from its first poll on)
+        self.memo: Memo[tuple[StatusUpdate, bool]] | None = None
 
 
 class PollScheduler:
@@ -100,13 +109,17 @@ class PollScheduler:
         self._waiter: asyncio.Future[None] | None = None
         #: the overall budget, taken when the first poll starts (the session is open then)
         self._overall: Window | None = None
+        #: the poll workers, and the futures of those parked (waiting for a poll to make)
         self._polls = TaskSet()
+        self._idle: list[asyncio.Future[tuple[Job, _Track]]] = []
+        #: polls under way
+        self._busy = 0
         #: consecutive transient failures per job, for backoff
         self._failures: dict[str, int] = {}
         self._durations: dict[str | None, Durations] = {}
 
     def __len__(self) -> int:
-        return len(self._heap) + len(self._polls)
+        return len(self._heap) + self._busy
 
     def enroll(self, job: Job, submission: Submission | None) -> _Track:
         """A new job: its record. One we submitted counts among its model's jobs."""
@@ -231,27 +244,52 @@ class PollScheduler:
                 job._fail(exc)
                 self._forget(job.run_id)
                 continue
-            # The slot is ours until the poll hands it to the transport; a poll task
-            # cancelled before it ever ran must give it back (see _poll_done).
-            held = [True]
-            self._polls.spawn(
-                self._poll(job, track, held),
-                on_done=functools.partial(self._poll_done, held, job),
-            )
+            # The slot is ours until the poll hands it to the transport. A parked worker
+            # takes the poll (a task per poll costs more than the poll's own bookkeeping).
+            idle = self._idle
+            while idle:
+                parked = idle.pop()
+                if not parked.done():  # (a worker cancelled while parked left its future)
+                    parked.set_result((job, track))
+                    break
+            else:
+                self._polls.spawn(self._work(job, track))
 
-    def _poll_done(self, held: list[bool], job: Job, _task: object) -> None:
-        if held[0] and self._overall is not None:
-            self._overall.cancel()
-            job._track.scheduled = False
-            job._interrupt()
-
-    async def _poll(self, job: Job, track: _Track, held: list[bool]) -> None:
+    async def _work(self, job: Job, track: _Track) -> None:
+        """A poll worker: polls ``job``, then parks until the dispatcher hands it another.
+        Each poll comes with its slot of the overall budget taken."""
         loop = asyncio.get_running_loop()
-        held[0] = False
+        idle = self._idle
+        while True:
+            self._busy += 1
+            try:
+                await self._poll(job, track)
+            finally:
+                self._busy -= 1
+            if len(idle) >= _MAX_IDLE:
+                return
+            parked: asyncio.Future[tuple[Job, _Track]] = loop.create_future()
+            idle.append(parked)
+            try:
+                job, track = await parked
+            except asyncio.CancelledError:
+                if parked.done() and not parked.cancelled() and self._overall is not None:
+                    # Handed a poll but cancelled before it ran: give its slot back.
+                    job, track = parked.result()
+                    self._overall.cancel()
+                    track.scheduled = False
+                    job._interrupt()
+                raise
+
+    async def _poll(self, job: Job, track: _Track) -> None:
+        loop = asyncio.get_running_loop()
         # Spacing counts from when the poll left, as the server sees it, not from the answer.
         sent = loop.time()
         try:
-            update, known = await self._fetch(job.run_id, overall_held=True, attempts=1)
+            memo = track.memo
+            if memo is None:
+                memo = track.memo = Memo()
+            update, known = await self._fetch(job.run_id, overall_held=True, attempts=1, memo=memo)
         except _PERMANENT as exc:
             track.scheduled = False
             job._fail(exc)
@@ -296,6 +334,7 @@ class PollScheduler:
         if task is not None:
             self._polls.track(task)
         await self._polls.drain()
+        self._idle.clear()
         for _, _, job in self._heap:
             job._interrupt()
         self._heap.clear()
