@@ -14,8 +14,8 @@ from typing import Any
 
 import attrs
 
+from ._atomic import write_atomically
 from ._journal import Journal
-from ._results import write_atomically
 from .batch._records import journal_record, outcome_from_journal, result_record
 from .exceptions import JournalError
 

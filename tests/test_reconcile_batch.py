@@ -16,8 +16,8 @@ import pytest
 import aiovideoextend as ave
 import aiovideoextend.batch as batch_module
 from aiovideoextend._resolve import resolve_line
-from aiovideoextend._results import result_record
 from aiovideoextend.batch import BatchOutcome, Journal, run_batch
+from aiovideoextend.batch._records import result_record
 from aiovideoextend.exceptions import JournalError
 from aiovideoextend.testing import Fault
 

@@ -32,8 +32,8 @@ from ._results import ResultsFile
 from ._tally import Tally
 
 if TYPE_CHECKING:
-    from aiovideoextend._results import BatchOutcome
     from aiovideoextend._session import Session
+    from aiovideoextend.batch import BatchOutcome
 
 __all__ = ["Leftovers", "cmd_batch", "exit_code", "run_with_display"]
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.progress import Progress, TaskID
 
-    from aiovideoextend._results import BatchOutcome, BatchUpdate
+    from aiovideoextend.batch import BatchOutcome, BatchUpdate
 
 __all__ = [
     "Display",
@@ -165,7 +165,7 @@ class JsonDisplay(Display):
         print(json.dumps(record), flush=True)
 
     def outcome(self, outcome: BatchOutcome) -> None:
-        from aiovideoextend._results import result_record  # noqa: PLC0415
+        from aiovideoextend.batch._records import result_record  # noqa: PLC0415
 
         super().outcome(outcome)
         self._write({"event": "outcome", **result_record(outcome)})

@@ -16,10 +16,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
 
-from aiovideoextend._results import result_record, write_atomically
+from aiovideoextend._atomic import write_atomically
+from aiovideoextend.batch._records import result_record
 
 if TYPE_CHECKING:
-    from aiovideoextend._results import BatchOutcome
+    from aiovideoextend.batch import BatchOutcome
 
 __all__ = ["REWRITE_EVERY", "ResultsFile"]
 

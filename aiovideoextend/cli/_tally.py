@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 if TYPE_CHECKING:
-    from aiovideoextend._results import BatchOutcome, BatchUpdate
+    from aiovideoextend.batch import BatchOutcome, BatchUpdate
 
 __all__ = ["LIVE", "SUBMITTED", "Tally", "kind_of", "lines_text", "summary_lines", "what_of"]
 

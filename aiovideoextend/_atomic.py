@@ -1,8 +1,4 @@
-"""Batch outcome records (re-exported from :mod:`aiovideoextend.batch`, where they live) and
-the atomic rewrite that the results file and ``resolve`` use.
-
-The results file the command writes (``ResultsFile``) lives in the command line's package.
-"""
+"""Replacing a file all at once (the results file, ``resolve``'s rewrite)."""
 
 from __future__ import annotations
 
@@ -10,24 +6,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from .batch._records import (
-    FINISHED_STATUSES,
-    BatchItem,
-    BatchOutcome,
-    BatchUpdate,
-    Candidate,
-    result_record,
-)
-
-__all__ = [
-    "FINISHED_STATUSES",
-    "BatchItem",
-    "BatchOutcome",
-    "BatchUpdate",
-    "Candidate",
-    "result_record",
-    "write_atomically",
-]
+__all__ = ["write_atomically"]
 
 
 def write_atomically(path: Path, text: str) -> None:
