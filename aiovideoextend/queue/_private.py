@@ -1,14 +1,17 @@
-"""The one private helper of the package the queue uses (so that a rename is one edit here)."""
+"""The private helpers of the package the queue uses (so that a rename is one edit here): the
+session's submit with a hook, and the batch's snapshot of a model's runs."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from aiovideoextend.batch._recovery import snapshot
+
 if TYPE_CHECKING:
     from aiovideoextend import Job, MidjourneyExtend, Session, SourceExtend
 
-__all__ = ["submit_with"]
+__all__ = ["snapshot", "submit_with"]
 
 
 async def submit_with(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -25,7 +24,7 @@ import attrs
 from aiovideoextend.batch import BatchOutcome, BatchUpdate, JournalEntry, ManifestLine, run_batch
 from aiovideoextend.exceptions import VideoExtendError
 
-from ._private import submit_with
+from ._private import snapshot, submit_with
 
 if TYPE_CHECKING:
     from aiovideoextend import Session
@@ -34,9 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["follow_step", "submit_step"]
 
-log = logging.getLogger("aiovideoextend")
-#: the most runs one recover call lists (the API's maximum)
-RECOVER_LIMIT: Final = 50
 
 #: states a batch reports with a run id once the run is the line's (recorded in the journal)
 _RUNNING: Final = frozenset({"pending", "processing"})
@@ -112,15 +108,9 @@ async def _submit_fresh(
     assert request is not None  # noqa: S101
     if await journal.store.first_look(request.model):
         # The runs that exist before the batch's first submit of the model can be no line's.
-        try:
-            runs = await session.recover(model=request.model, limit=RECOVER_LIMIT)
-        except VideoExtendError as exc:
-            log.warning(
-                "recover failed (%s); a lost submit of %s may stay ambiguous", exc, request.model
-            )
-        else:
-            ids = [run.run_id for run in runs]
-            await journal.record_known_runs(request.model, ids, complete=len(ids) < RECOVER_LIMIT)
+        # A server that refuses the look refuses the submit too, which says so.
+        with contextlib.suppress(VideoExtendError):
+            await snapshot(session, journal, request.model)
 
     async def before_send() -> None:
         if not await journal.record_intent(
