@@ -58,6 +58,12 @@ class JournalStore(Protocol):
         """Seconds between looks at other writers' intents whose answers may still come."""
         ...
 
+    @property
+    def concurrent(self) -> bool:
+        """Other processes submit entries of this journal at the same time: a lost answer is
+        settled by the journal's reconciliation (it sees their intents), not by the session."""
+        ...
+
     async def entries(self, entry_ids: Collection[str] | None = None) -> dict[str, JournalEntry]:
         """The entries by id (all of them, or those of ``entry_ids`` that exist)."""
         ...

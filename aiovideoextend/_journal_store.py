@@ -69,6 +69,7 @@ class LocalJournalStore:
     """
 
     poll_interval: Final = 1.0
+    concurrent: Final = False
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal

@@ -269,7 +269,7 @@ class Runner:
         sending = entry.sending(self.session._retries.tag_submits)
         # A journal other processes write too settles lost answers itself: it sees their
         # submits, which this session cannot.
-        alone = journal is None or not getattr(journal, "concurrent", False)
+        alone = journal is None or not journal.concurrent
         submitting = asyncio.ensure_future(
             self.session._submit_with(sending, before_send, reconcile=alone)
         )

@@ -72,6 +72,7 @@ class MemoryJournal:
     """A single-writer journal in a dict (lost with the process: for tests)."""
 
     poll_interval = 1.0
+    concurrent = False
 
     def __init__(self) -> None:
         self.rows: dict[str, JournalEntry] = {}
