@@ -4,8 +4,9 @@ A heap orders jobs by when they are due. The scheduler takes a slot of the overa
 it starts a poll, so however many jobs are in flight the limiter holds one waiter of ours, polls
 go out strictly in due order (no job starves), and submits queue fairly beside them.
 
-It also learns, per model, the shortest time a job of this session took: a job younger than that
-(less a margin for few samples) is very unlikely to be done, so polling it would be wasted.
+It also learns, per model, how long this session's jobs took (from three of them, never one):
+the plan (`_plan.next_delay`) then spaces each job's polls by how much longer the model's jobs of
+its age still ran, sparse while few of them end, dense where most do.
 """
 
 from __future__ import annotations
