@@ -205,7 +205,9 @@ class SubmitGuard:
 
     def leave(self, ticket: Ticket) -> None:
         model = ticket.model
-        if not ticket.answered_ok:
+        if not ticket.left:
+            pass  # held back by its own hook (a batch that stopped, an intent taken): no news
+        elif not ticket.answered_ok:
             # Lost, refused, a 5xx: the server is in trouble, and the next losses should be
             # told apart by what is listed before each send.
             self._calm[model] = 0

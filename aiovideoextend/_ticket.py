@@ -82,7 +82,8 @@ class Ticket:
     #: the ``conversationUUID`` the submit carries (None: none)
     conversation: str | None = None
     entered: bool = False
-    #: its answer named its run
+    #: the request went out (``before_send`` let it), and its answer named its run
+    left: bool = False
     answered_ok: bool = False
     #: order stamp and our clock when the request left
     sent_seq: int = 0
@@ -97,6 +98,7 @@ class Ticket:
         self.entered = True
         if self.before_send is not None:
             await self.before_send()
+        self.left = True
 
     def lost(
         self, payload: Any, cause: str, exclude: str | None, *, timed_out: bool = False

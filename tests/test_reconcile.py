@@ -206,3 +206,31 @@ async def test_a_503_starts_a_careful_spell_that_ends_after_calm_answers(
     assert first_answer == [before + 8]
     assert sum(emu.stats.rate_limited.values()) == 0
     assert emu.duplicate_charges() == 0
+
+
+async def test_a_submit_its_own_hook_held_back_starts_no_careful_spell(emu: Emulator, make_session):
+    """A submit whose before_send hook stops it (a batch that stopped, an intent another
+    worker took) never left: that is no news of the server, so the next burst still leaves
+    together."""
+    first_answer: list[int] = []
+
+    def on_event(event: ave.Event) -> None:
+        if event.kind is ave.EventKind.SUBMITTED and not first_answer:
+            first_answer.append(emu.stats.requests["generate"])
+
+    class HeldError(Exception):
+        pass
+
+    async def hold() -> None:
+        raise HeldError
+
+    async with make_session() as session:
+        with pytest.raises(HeldError):
+            await session._submit_with(ave.SourceExtend(MODEL, "held", video_url=MP4_URL), hold)
+        emu.faults.add(Fault("generate", "slow", count=8, delay=0.05))
+        session.add_event_hook(on_event)
+        await asyncio.gather(
+            *(session.extend(MODEL, f"burst {n}", video_url=MP4_URL) for n in range(8))
+        )
+    assert first_answer == [8]
+    assert len(emu.ledger) == 8
