@@ -304,16 +304,14 @@ class Runner:
             # finds that intent or run in the journal.
             self._end(entry, "unfinished", error="not submitted: another writer has its intent")
             return
-        except LeftToJournal:
-            assert journal is not None  # noqa: S101  (only a journal's submits are left to it)
-            record = (await journal.entries([entry.entry_id])).get(entry.entry_id)
-            if record is not None:
-                self.slots.release(entry)
-                self._spawn(self._reconcile(request.model, [(entry, record)]))
-                return
-            await self._conclude(entry, Ending("unfinished", "submit outcome unknown", "release"))
-            return
         except VideoExtendError as exc:
+            if isinstance(exc, LeftToJournal) and journal is not None:
+                # Its intent is in the journal: reconciled there, with every writer's intents.
+                record = (await journal.entries([entry.entry_id])).get(entry.entry_id)
+                if record is not None:
+                    self.slots.release(entry)
+                    self._spawn(self._reconcile(request.model, [(entry, record)]))
+                    return
             if isinstance(exc, AmbiguousSubmitError) and exc.candidates:
                 await self._ambiguous(entry, exc.candidates, str(exc))
                 return
